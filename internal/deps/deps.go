@@ -1,0 +1,48 @@
+//go:build tools
+
+// Package deps pins the module's dependencies while the code that uses them
+// lands in parallel; it is never built.
+package deps
+
+import (
+	_ "github.com/duosecurity/duo_api_golang"
+	_ "github.com/duosecurity/duo_api_golang/authapi"
+	_ "github.com/gliderlabs/ssh"
+	_ "github.com/go-acme/lego/v4/certcrypto"
+	_ "github.com/go-acme/lego/v4/certificate"
+	_ "github.com/go-acme/lego/v4/challenge/http01"
+	_ "github.com/go-acme/lego/v4/challenge/tlsalpn01"
+	_ "github.com/go-acme/lego/v4/challenge/dns01"
+	_ "github.com/go-acme/lego/v4/providers/dns"
+	_ "github.com/go-acme/lego/v4/providers/http/webroot"
+	_ "github.com/go-acme/lego/v4/lego"
+	_ "github.com/go-acme/lego/v4/registration"
+	_ "github.com/google/nftables"
+	_ "github.com/google/nftables/expr"
+	_ "github.com/google/nftables/binaryutil"
+	_ "github.com/jackc/pgx/v5"
+	_ "github.com/jackc/pgx/v5/pgxpool"
+	_ "github.com/pquerna/otp/totp"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "github.com/prometheus/client_golang/prometheus/promhttp"
+	_ "github.com/prometheus/client_golang/prometheus/testutil"
+	_ "github.com/rogpeppe/go-internal/testscript"
+	_ "github.com/smallstep/certificates/authority"
+	_ "github.com/smallstep/certificates/authority/provisioner"
+	_ "github.com/smallstep/certificates/ca"
+	_ "github.com/smallstep/certificates/db"
+	_ "github.com/smallstep/certificates/api"
+	_ "github.com/smallstep/nosql"
+	_ "go.step.sm/crypto/jose"
+	_ "go.step.sm/crypto/pemutil"
+	_ "go.step.sm/crypto/x509util"
+	_ "go.step.sm/crypto/keyutil"
+	_ "go.etcd.io/bbolt"
+	_ "go4.org/netipx"
+	_ "golang.org/x/crypto/ssh"
+	_ "golang.org/x/crypto/ssh/agent"
+	_ "golang.org/x/sys/unix"
+	_ "golang.org/x/term"
+	_ "gopkg.in/yaml.v3"
+	_ "github.com/mdp/qrterminal/v3"
+)
