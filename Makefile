@@ -1,7 +1,7 @@
 # Rampart. `make help` lists the targets.
 SHELL := /bin/bash
 GO ?= go
-TOOLS_DIR ?= $(CURDIR)/.cache/tools/bin
+TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rampart/tools/bin
 export TOOLS_DIR
 export PATH := $(TOOLS_DIR):/usr/sbin:/sbin:$(PATH)
 CMDS := $(notdir $(wildcard cmd/*))

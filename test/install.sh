@@ -2,13 +2,12 @@
 # install.sh: install what Rampart's tests need on a Debian 12 machine.
 #
 # Debian packages go through apt-get (root only). Go tools are built at pinned
-# versions into $TOOLS_DIR (default .cache/tools/bin), outside the main
+# versions into $TOOLS_DIR (default ~/.cache/rampart/tools/bin, shared by clones), outside the main
 # module's dependency graph. When not root and something is missing, it prints
 # exactly what to install and exits non-zero.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")/.." && pwd)
-TOOLS_DIR=${TOOLS_DIR:-$here/.cache/tools/bin}
+TOOLS_DIR=${TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rampart/tools/bin}
 mkdir -p "$TOOLS_DIR"
 
 PEBBLE_VERSION=v2.10.1

@@ -63,12 +63,9 @@ func LookPath(name string) string {
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	dirs := []string{"/usr/sbin", "/sbin"}
+	dirs := append(ToolsDirs(), "/usr/sbin", "/sbin")
 	if pg, _ := filepath.Glob("/usr/lib/postgresql/*/bin"); len(pg) > 0 {
 		dirs = append(dirs, pg[len(pg)-1])
-	}
-	if td := ToolsDir(); td != "" {
-		dirs = append([]string{td}, dirs...)
 	}
 	for _, d := range dirs {
 		p := filepath.Join(d, name)
@@ -79,16 +76,21 @@ func LookPath(name string) string {
 	return ""
 }
 
-// ToolsDir is where test/install.sh installs Go tools: $TOOLS_DIR, or
-// .cache/tools/bin at the module root.
-func ToolsDir() string {
+// ToolsDirs are where test/install.sh may have put the pinned Go tools:
+// $TOOLS_DIR, the per-user cache it uses by default
+// (~/.cache/rampart/tools/bin), and .cache/tools/bin at the module root.
+func ToolsDirs() []string {
+	var dirs []string
 	if d := os.Getenv("TOOLS_DIR"); d != "" {
-		return d
+		dirs = append(dirs, d)
+	}
+	if c, err := os.UserCacheDir(); err == nil {
+		dirs = append(dirs, filepath.Join(c, "rampart", "tools", "bin"))
 	}
 	if root := ModuleRoot(); root != "" {
-		return filepath.Join(root, ".cache", "tools", "bin")
+		dirs = append(dirs, filepath.Join(root, ".cache", "tools", "bin"))
 	}
-	return ""
+	return dirs
 }
 
 // ModuleRoot is the directory holding go.mod, found from the working
