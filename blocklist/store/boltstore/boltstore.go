@@ -1,0 +1,288 @@
+// Package boltstore is blocklistd's embedded store: one bbolt file, one
+// process. Report counts for thresholds live in memory (a restart forgets
+// reports that have not yet become decisions; decisions are durable).
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rampart-sec/rampart/blocklist/store"
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bDecisions = []byte("decisions")
+	bAllow     = []byte("allow")
+	bOffenders = []byte("offenders")
+	bChanges   = []byte("changes")
+	bMeta      = []byte("meta")
+	kSeq       = []byte("seq")
+)
+
+// DefaultRetain is how many changes the log keeps.
+const DefaultRetain = 100_000
+
+// Store is a bbolt-backed store.Store.
+type Store struct {
+	db     *bolt.DB
+	retain uint64
+
+	mu      sync.Mutex
+	reports map[netip.Prefix][]event
+}
+
+type event struct {
+	at    time.Time
+	count int
+}
+
+// Open opens or creates the database at path. It fails at once, rather
+// than waiting, when another process holds the file.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bDecisions, bAllow, bOffenders, bChanges, bMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstore: %s: %w", path, err)
+	}
+	return &Store{db: db, retain: DefaultRetain, reports: map[netip.Prefix][]event{}}, nil
+}
+
+// SetRetain changes how many changes the log keeps (for tests).
+func (s *Store) SetRetain(n uint64) { s.retain = n }
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Notify returns nil: nobody else writes this file.
+func (s *Store) Notify() <-chan struct{} { return nil }
+
+func be(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+func put(b *bolt.Bucket, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), data)
+}
+
+// Apply implements store.Store.
+func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Change{}, err
+	}
+	var ch store.Change
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		ch = store.Change{}
+		dec, al, off := tx.Bucket(bDecisions), tx.Bucket(bAllow), tx.Bucket(bOffenders)
+		for _, m := range muts {
+			switch m.Op {
+			case store.PutDecision:
+				if err := put(dec, m.Decision.Key(), m.Decision); err != nil {
+					return err
+				}
+				ch.Mutations = append(ch.Mutations, m)
+			case store.DeleteDecision:
+				var keys [][]byte
+				var srcs []string
+				prefix := m.Prefix.String() + "|"
+				c := dec.Cursor()
+				for k, v := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, v = c.Next() {
+					src := string(k[len(prefix):])
+					if m.Source != "" && src != m.Source {
+						continue
+					}
+					if !m.IfExpiredBy.IsZero() {
+						var d store.Decision
+						if err := json.Unmarshal(v, &d); err != nil {
+							return err
+						}
+						if d.Expires.IsZero() || d.Expires.After(m.IfExpiredBy) {
+							continue
+						}
+					}
+					keys = append(keys, append([]byte(nil), k...))
+					srcs = append(srcs, src)
+				}
+				for i, k := range keys {
+					if err := dec.Delete(k); err != nil {
+						return err
+					}
+					ch.Mutations = append(ch.Mutations, store.Mutation{Op: store.DeleteDecision, Prefix: m.Prefix, Source: srcs[i]})
+				}
+			case store.PutAllow:
+				if err := put(al, m.Allow.Prefix.String(), m.Allow); err != nil {
+					return err
+				}
+				ch.Mutations = append(ch.Mutations, m)
+			case store.DeleteAllow:
+				k := []byte(m.Prefix.String())
+				if al.Get(k) == nil {
+					continue
+				}
+				if err := al.Delete(k); err != nil {
+					return err
+				}
+				ch.Mutations = append(ch.Mutations, store.Mutation{Op: store.DeleteAllow, Prefix: m.Prefix})
+			case store.PutOffender:
+				if err := put(off, m.Offender.Prefix.String(), m.Offender); err != nil {
+					return err
+				}
+				ch.Mutations = append(ch.Mutations, m)
+			default:
+				return fmt.Errorf("boltstore: unknown mutation %q", m.Op)
+			}
+		}
+		if len(ch.Mutations) == 0 {
+			return nil
+		}
+		meta := tx.Bucket(bMeta)
+		var seq uint64
+		if v := meta.Get(kSeq); v != nil {
+			seq = binary.BigEndian.Uint64(v)
+		}
+		seq++
+		ch.Seq = seq
+		if err := meta.Put(kSeq, be(seq)); err != nil {
+			return err
+		}
+		if err := put(tx.Bucket(bChanges), string(be(seq)), ch.Mutations); err != nil {
+			return err
+		}
+		if seq > s.retain && seq%1000 == 0 {
+			return trim(tx.Bucket(bChanges), seq-s.retain)
+		}
+		return nil
+	})
+	if err != nil {
+		return store.Change{}, fmt.Errorf("boltstore: apply: %w", err)
+	}
+	return ch, nil
+}
+
+// trim deletes changes with seq <= upto.
+func trim(b *bolt.Bucket, upto uint64) error {
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= upto; k, _ = c.First() {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Load implements store.Store.
+func (s *Store) Load(ctx context.Context) (store.State, error) {
+	var st store.State
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bMeta).Get(kSeq); v != nil {
+			st.Seq = binary.BigEndian.Uint64(v)
+		}
+		if err := tx.Bucket(bDecisions).ForEach(func(k, v []byte) error {
+			var d store.Decision
+			st.Decisions = append(st.Decisions, d)
+			return json.Unmarshal(v, &st.Decisions[len(st.Decisions)-1])
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bAllow).ForEach(func(k, v []byte) error {
+			var a store.Allow
+			if err := json.Unmarshal(v, &a); err != nil {
+				return err
+			}
+			st.Allow = append(st.Allow, a)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bOffenders).ForEach(func(k, v []byte) error {
+			var o store.Offender
+			if err := json.Unmarshal(v, &o); err != nil {
+				return err
+			}
+			st.Offenders = append(st.Offenders, o)
+			return nil
+		})
+	})
+	if err != nil {
+		return store.State{}, fmt.Errorf("boltstore: load: %w", err)
+	}
+	return st, nil
+}
+
+// Changes implements store.Store.
+func (s *Store) Changes(ctx context.Context, after uint64, limit int) ([]store.Change, error) {
+	var out []store.Change
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var cur uint64
+		if v := tx.Bucket(bMeta).Get(kSeq); v != nil {
+			cur = binary.BigEndian.Uint64(v)
+		}
+		if after >= cur {
+			return nil
+		}
+		c := tx.Bucket(bChanges).Cursor()
+		k, v := c.Seek(be(after + 1))
+		if k == nil || binary.BigEndian.Uint64(k) != after+1 {
+			return store.ErrCompacted
+		}
+		for ; k != nil && len(out) < limit; k, v = c.Next() {
+			ch := store.Change{Seq: binary.BigEndian.Uint64(k)}
+			if err := json.Unmarshal(v, &ch.Mutations); err != nil {
+				return err
+			}
+			out = append(out, ch)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: changes after %d: %w", after, err)
+	}
+	return out, nil
+}
+
+// CountReport implements store.Store, in memory.
+func (s *Store) CountReport(ctx context.Context, key netip.Prefix, count int, at time.Time, window time.Duration) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	evs := append(s.reports[key], event{at: at, count: count})
+	total := 0
+	kept := evs[:0]
+	for _, e := range evs {
+		if e.at.After(at.Add(-window)) {
+			kept = append(kept, e)
+			total += e.count
+		}
+	}
+	s.reports[key] = kept
+	if len(s.reports) > 100_000 {
+		for k, evs := range s.reports {
+			if len(evs) == 0 || evs[len(evs)-1].at.Before(at.Add(-24*time.Hour)) {
+				delete(s.reports, k)
+			}
+		}
+	}
+	return total, nil
+}

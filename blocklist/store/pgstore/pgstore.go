@@ -1,0 +1,371 @@
+// Package pgstore keeps blocklistd's state in PostgreSQL so that several
+// blocklistd replicas behind a load balancer share it. Writers serialize on
+// one row (blocklist_meta), which numbers changes without gaps; every commit
+// sends NOTIFY rampart_blocklist, and every replica LISTENs and reads the
+// change log, so a ban made on one replica reaches the agents of all.
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rampart-sec/rampart/blocklist/store"
+)
+
+// Channel is the LISTEN/NOTIFY channel.
+const Channel = "rampart_blocklist"
+
+// DefaultRetain is how many changes the log keeps.
+const DefaultRetain = 100_000
+
+const schema = `
+CREATE TABLE IF NOT EXISTS blocklist_meta (id int PRIMARY KEY, seq bigint NOT NULL);
+INSERT INTO blocklist_meta (id, seq) VALUES (1, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS blocklist_decisions (
+	prefix text NOT NULL, source text NOT NULL, action text NOT NULL, reason text NOT NULL,
+	created timestamptz NOT NULL, expires timestamptz, PRIMARY KEY (prefix, source));
+CREATE TABLE IF NOT EXISTS blocklist_allow (prefix text PRIMARY KEY, reason text NOT NULL, created timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS blocklist_offenders (prefix text PRIMARY KEY, bans int NOT NULL, last timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS blocklist_changes (seq bigint PRIMARY KEY, mutations jsonb NOT NULL);
+CREATE TABLE IF NOT EXISTS blocklist_reports (key text NOT NULL, count int NOT NULL, at timestamptz NOT NULL);
+CREATE INDEX IF NOT EXISTS blocklist_reports_key_at ON blocklist_reports (key, at);
+`
+
+// Store is a PostgreSQL store.Store.
+type Store struct {
+	pool   *pgxpool.Pool
+	log    *slog.Logger
+	notify chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+	retain uint64
+}
+
+// Open connects to dsn, creates the tables if needed and starts listening.
+func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	// Replicas starting together race on CREATE TABLE IF NOT EXISTS; a lock
+	// makes the schema step one at a time.
+	_, err = pool.Exec(ctx, `SELECT pg_advisory_lock(7461626c); `+schema+`SELECT pg_advisory_unlock(7461626c);`)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: create schema: %w", err)
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	s := &Store{pool: pool, log: log, notify: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}), retain: DefaultRetain}
+	ready := make(chan error, 1)
+	go s.listen(lctx, ready)
+	if err := <-ready; err != nil {
+		cancel()
+		<-s.done
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) listen(ctx context.Context, ready chan<- error) {
+	defer close(s.done)
+	backoff := 100 * time.Millisecond
+	first := true
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx, func() {
+			if first {
+				ready <- nil
+				first = false
+			}
+			// We may have missed notifications while reconnecting.
+			s.signal()
+			backoff = 100 * time.Millisecond
+		})
+		if ctx.Err() != nil {
+			break
+		}
+		if first {
+			ready <- fmt.Errorf("pgstore: listen: %w", err)
+			return
+		}
+		s.log.Warn("blocklistd: PostgreSQL LISTEN connection lost; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+	if first {
+		ready <- ctx.Err()
+	}
+}
+
+func (s *Store) listenOnce(ctx context.Context, up func()) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// A LISTEN connection must not go back to the pool.
+	defer conn.Hijack().Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return err
+	}
+	up()
+	for {
+		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+			return err
+		}
+		s.signal()
+	}
+}
+
+func (s *Store) signal() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Notify implements store.Store.
+func (s *Store) Notify() <-chan struct{} { return s.notify }
+
+// SetRetain changes how many changes the log keeps (for tests).
+func (s *Store) SetRetain(n uint64) { s.retain = n }
+
+// Close stops listening and closes the pool.
+func (s *Store) Close() error {
+	s.cancel()
+	<-s.done
+	s.pool.Close()
+	return nil
+}
+
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+// Apply implements store.Store.
+func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change, error) {
+	var ch store.Change
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		ch = store.Change{}
+		// Taking the row lock first serializes writers, so changes commit in
+		// sequence order and readers never skip one.
+		var seq uint64
+		if err := tx.QueryRow(ctx, `SELECT seq FROM blocklist_meta WHERE id = 1 FOR UPDATE`).Scan(&seq); err != nil {
+			return err
+		}
+		for _, m := range muts {
+			switch m.Op {
+			case store.PutDecision:
+				d := m.Decision
+				if _, err := tx.Exec(ctx, `INSERT INTO blocklist_decisions (prefix, source, action, reason, created, expires)
+					VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (prefix, source) DO UPDATE SET
+					action = EXCLUDED.action, reason = EXCLUDED.reason, created = EXCLUDED.created, expires = EXCLUDED.expires`,
+					d.Prefix.String(), d.Source, d.Action, d.Reason, d.Created, nullTime(d.Expires)); err != nil {
+					return err
+				}
+				ch.Mutations = append(ch.Mutations, m)
+			case store.DeleteDecision:
+				rows, err := tx.Query(ctx, `DELETE FROM blocklist_decisions WHERE prefix = $1
+					AND ($2 = '' OR source = $2)
+					AND ($3::timestamptz IS NULL OR (expires IS NOT NULL AND expires <= $3))
+					RETURNING source`, m.Prefix.String(), m.Source, nullTime(m.IfExpiredBy))
+				if err != nil {
+					return err
+				}
+				srcs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+				if err != nil {
+					return err
+				}
+				for _, src := range srcs {
+					ch.Mutations = append(ch.Mutations, store.Mutation{Op: store.DeleteDecision, Prefix: m.Prefix, Source: src})
+				}
+			case store.PutAllow:
+				a := m.Allow
+				if _, err := tx.Exec(ctx, `INSERT INTO blocklist_allow (prefix, reason, created) VALUES ($1,$2,$3)
+					ON CONFLICT (prefix) DO UPDATE SET reason = EXCLUDED.reason, created = EXCLUDED.created`,
+					a.Prefix.String(), a.Reason, a.Created); err != nil {
+					return err
+				}
+				ch.Mutations = append(ch.Mutations, m)
+			case store.DeleteAllow:
+				tag, err := tx.Exec(ctx, `DELETE FROM blocklist_allow WHERE prefix = $1`, m.Prefix.String())
+				if err != nil {
+					return err
+				}
+				if tag.RowsAffected() > 0 {
+					ch.Mutations = append(ch.Mutations, store.Mutation{Op: store.DeleteAllow, Prefix: m.Prefix})
+				}
+			case store.PutOffender:
+				o := m.Offender
+				if _, err := tx.Exec(ctx, `INSERT INTO blocklist_offenders (prefix, bans, last) VALUES ($1,$2,$3)
+					ON CONFLICT (prefix) DO UPDATE SET bans = EXCLUDED.bans, last = EXCLUDED.last`,
+					o.Prefix.String(), o.Bans, o.Last); err != nil {
+					return err
+				}
+				ch.Mutations = append(ch.Mutations, m)
+			default:
+				return fmt.Errorf("unknown mutation %q", m.Op)
+			}
+		}
+		if len(ch.Mutations) == 0 {
+			return nil
+		}
+		seq++
+		ch.Seq = seq
+		data, err := json.Marshal(ch.Mutations)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE blocklist_meta SET seq = $1 WHERE id = 1`, seq); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO blocklist_changes (seq, mutations) VALUES ($1, $2)`, seq, data); err != nil {
+			return err
+		}
+		if seq > s.retain && seq%1000 == 0 {
+			if _, err := tx.Exec(ctx, `DELETE FROM blocklist_changes WHERE seq <= $1`, seq-s.retain); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, fmt.Sprint(seq))
+		return err
+	})
+	if err != nil {
+		return store.Change{}, fmt.Errorf("pgstore: apply: %w", err)
+	}
+	return ch, nil
+}
+
+// Load implements store.Store.
+func (s *Store) Load(ctx context.Context) (store.State, error) {
+	var st store.State
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT seq FROM blocklist_meta WHERE id = 1`).Scan(&st.Seq); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT prefix, source, action, reason, created, expires FROM blocklist_decisions`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var d store.Decision
+			var p string
+			var exp *time.Time
+			if err := rows.Scan(&p, &d.Source, &d.Action, &d.Reason, &d.Created, &exp); err != nil {
+				return err
+			}
+			if d.Prefix, err = netip.ParsePrefix(p); err != nil {
+				return fmt.Errorf("decision %q: %w", p, err)
+			}
+			if exp != nil {
+				d.Expires = *exp
+			}
+			st.Decisions = append(st.Decisions, d)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT prefix, reason, created FROM blocklist_allow`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var a store.Allow
+			var p string
+			if err := rows.Scan(&p, &a.Reason, &a.Created); err != nil {
+				return err
+			}
+			if a.Prefix, err = netip.ParsePrefix(p); err != nil {
+				return fmt.Errorf("allow %q: %w", p, err)
+			}
+			st.Allow = append(st.Allow, a)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT prefix, bans, last FROM blocklist_offenders`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var o store.Offender
+			var p string
+			if err := rows.Scan(&p, &o.Bans, &o.Last); err != nil {
+				return err
+			}
+			if o.Prefix, err = netip.ParsePrefix(p); err != nil {
+				return fmt.Errorf("offender %q: %w", p, err)
+			}
+			st.Offenders = append(st.Offenders, o)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return store.State{}, fmt.Errorf("pgstore: load: %w", err)
+	}
+	return st, nil
+}
+
+// Changes implements store.Store.
+func (s *Store) Changes(ctx context.Context, after uint64, limit int) ([]store.Change, error) {
+	rows, err := s.pool.Query(ctx, `SELECT seq, mutations FROM blocklist_changes WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: changes after %d: %w", after, err)
+	}
+	var out []store.Change
+	for rows.Next() {
+		var ch store.Change
+		var data []byte
+		if err := rows.Scan(&ch.Seq, &data); err != nil {
+			return nil, fmt.Errorf("pgstore: changes after %d: %w", after, err)
+		}
+		if err := json.Unmarshal(data, &ch.Mutations); err != nil {
+			return nil, fmt.Errorf("pgstore: change %d: %w", ch.Seq, err)
+		}
+		out = append(out, ch)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgstore: changes after %d: %w", after, err)
+	}
+	if len(out) > 0 && out[0].Seq != after+1 {
+		return nil, fmt.Errorf("pgstore: changes after %d: %w", after, store.ErrCompacted)
+	}
+	return out, nil
+}
+
+// CountReport implements store.Store: reports from every replica count.
+func (s *Store) CountReport(ctx context.Context, key netip.Prefix, count int, at time.Time, window time.Duration) (int, error) {
+	var total int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO blocklist_reports (key, count, at) VALUES ($1,$2,$3)`, key.String(), count, at); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT coalesce(sum(count), 0) FROM blocklist_reports WHERE key = $1 AND at > $2`,
+			key.String(), at.Add(-window)).Scan(&total)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: count report for %s: %w", key, err)
+	}
+	return total, nil
+}
+
+// PruneReports deletes report events older than before.
+func (s *Store) PruneReports(ctx context.Context, before time.Time) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM blocklist_reports WHERE at < $1`, before)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("pgstore: prune reports: %w", err)
+	}
+	return nil
+}
