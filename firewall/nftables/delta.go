@@ -11,9 +11,10 @@ import (
 	"github.com/rampart-sec/rampart/firewall"
 )
 
-// enumerateMax is the widest removal whose single addresses are deleted
-// one by one; wider removals look the hash set up in the kernel instead.
-const enumerateMax = 4096
+// enumerateBits bounds the removals whose single addresses are deleted
+// one by one (2^12 = 4096 addresses); wider removals look the hash sets up
+// in the kernel instead.
+const enumerateBits = 12
 
 type deltaPlan struct {
 	addSingles, delSingles []netip.Addr
@@ -48,7 +49,7 @@ func (b *Backend) planDelta(d firewall.Delta) (deltaPlan, error) {
 		switch {
 		case p.IsSingleIP():
 			plan.delSingles = append(plan.delSingles, p.Addr())
-		case p.Addr().BitLen()-p.Bits() <= 12: // at most enumerateMax addresses
+		case p.Addr().BitLen()-p.Bits() <= enumerateBits:
 			for a := p.Addr(); a.IsValid() && p.Contains(a); a = a.Next() {
 				plan.delSingles = append(plan.delSingles, a)
 			}
