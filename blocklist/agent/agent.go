@@ -1,0 +1,328 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampart-sec/rampart/blocklist/client"
+	"github.com/rampart-sec/rampart/firewall"
+)
+
+// Syncer is the part of [client.Client] the agent needs: a long-poll for
+// the set at a newer version than have.
+type Syncer interface {
+	Sync(ctx context.Context, have uint64, wait time.Duration) (client.Update, error)
+}
+
+var _ Syncer = (*client.Client)(nil)
+
+// Options are an Agent's dependencies and settings. Backend, Server and
+// StateDir are required.
+type Options struct {
+	Backend firewall.Backend
+	Server  Syncer
+	// ServerName is shown in the status (the blocklistd URL).
+	ServerName string
+	// Policy is applied to every set before the backend sees it.
+	Policy firewall.Policy
+	// StateDir holds the snapshot, the status file and the socket.
+	StateDir string
+	// Wait is how long one long-poll may last (default 60s).
+	Wait time.Duration
+	// Backoff bounds the delay between failed attempts (default 1s to 60s).
+	Backoff Backoff
+	// MaxEntries bounds the snapshot the agent accepts from disk (0: the
+	// wire format's default).
+	MaxEntries int
+	Logger     *slog.Logger
+	// Registry receives the agent's metrics; nil registers none.
+	Registry prometheus.Registerer
+	// Clock defaults to the system clock.
+	Clock Clock
+	// NoSocket disables the status socket (tests that run many agents).
+	NoSocket bool
+}
+
+// Agent follows blocklistd and enforces its decisions on this host.
+type Agent struct {
+	o       Options
+	log     *slog.Logger
+	clock   Clock
+	metrics *agentMetrics
+
+	// entries is the server set at version; only the Run goroutine
+	// writes it.
+	entries []netip.Prefix
+	version uint64
+	// dirty means the backend may not hold entries (a failed apply): the
+	// next change must be a full Replace.
+	dirty bool
+
+	mu     sync.Mutex
+	status Status
+}
+
+// New checks o and returns an Agent; it touches neither the firewall nor
+// the network.
+func New(o Options) (*Agent, error) {
+	if o.Backend == nil || o.Server == nil {
+		return nil, errors.New("blocklist agent: a firewall backend and a blocklistd client are required")
+	}
+	if o.StateDir == "" {
+		return nil, errors.New("blocklist agent: state_dir is required")
+	}
+	if o.Wait <= 0 {
+		o.Wait = 60 * time.Second
+	}
+	if o.Backoff.Min <= 0 {
+		o.Backoff.Min = time.Second
+	}
+	if o.Backoff.Max <= 0 {
+		o.Backoff.Max = 60 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = SystemClock{}
+	}
+	a := &Agent{o: o, log: o.Logger, clock: o.Clock}
+	now := o.Clock.Now()
+	a.status = Status{PID: os.Getpid(), Started: now, Updated: now, Server: o.ServerName}
+	m, err := newMetrics(o.Registry, a.lag)
+	if err != nil {
+		return nil, fmt.Errorf("blocklist agent: metrics: %w", err)
+	}
+	a.metrics = m
+	return a, nil
+}
+
+func (a *Agent) lag() float64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	since := a.status.LastSync
+	if since.IsZero() {
+		since = a.status.Started
+	}
+	return a.clock.Now().Sub(since).Seconds()
+}
+
+// Status returns a copy of the current status.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status
+}
+
+// Run enforces the persisted snapshot, then follows blocklistd until ctx
+// ends. It returns an error only when it cannot start (state directory,
+// socket, or a firewall that refuses the persisted snapshot); losing
+// blocklistd is never an error, and Run never empties the firewall.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.o.StateDir, 0o700); err != nil {
+		return fmt.Errorf("blocklist agent: state_dir: %w", err)
+	}
+	if !a.o.NoSocket {
+		if err := serveStatus(ctx, a.o.StateDir, a.log, a.Status); err != nil {
+			return fmt.Errorf("blocklist agent: %w", err)
+		}
+	}
+	if err := a.restore(ctx); err != nil {
+		return err
+	}
+	a.follow(ctx)
+	a.writeStatus()
+	return nil
+}
+
+// restore enforces the snapshot saved by a previous run.
+func (a *Agent) restore(ctx context.Context) error {
+	path := filepath.Join(a.o.StateDir, SnapshotFile)
+	snap, err := LoadSnapshot(path, a.o.MaxEntries)
+	switch {
+	case errors.Is(err, ErrNoSnapshot):
+		a.log.Info("no saved snapshot; the firewall is left as it is until blocklistd answers", "path", path)
+		return nil
+	case err != nil:
+		// A damaged snapshot is not a reason to stay down: blocklistd
+		// will send a full one. The firewall keeps what it has meanwhile.
+		a.log.Error("saved snapshot unreadable; waiting for a full snapshot from blocklistd", "err", err)
+		return nil
+	}
+	entries := sortedUnique(snap.Entries)
+	if err := a.replace(ctx, entries); err != nil {
+		return fmt.Errorf("blocklist agent: enforce saved snapshot %s (version %d): %w", path, snap.Version, err)
+	}
+	a.entries, a.version = entries, snap.Version
+	a.update(func(s *Status) { s.Restored = true })
+	a.log.Info("enforcing saved snapshot", "version", snap.Version, "entries", len(entries))
+	return nil
+}
+
+// follow is the long-poll loop.
+func (a *Agent) follow(ctx context.Context) {
+	bo := a.o.Backoff
+	for ctx.Err() == nil {
+		u, err := a.o.Server.Sync(ctx, a.version, a.o.Wait)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			a.contact()
+			err = a.handle(ctx, u)
+			if err == nil {
+				bo.Reset()
+				a.writeStatus()
+				continue
+			}
+		}
+		a.failed(err, bo.Failures()+1)
+		delay := bo.Next()
+		a.log.Warn("blocklistd sync failed; still enforcing the last good set", "err", err, "retry_in", delay.Round(time.Millisecond), "version", a.version)
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.clock.After(delay):
+		}
+	}
+}
+
+func (a *Agent) contact() {
+	now := a.clock.Now()
+	a.metrics.reachable.Set(1)
+	a.metrics.lastSync.Set(float64(now.UnixNano()) / 1e9)
+	a.update(func(s *Status) {
+		s.LastSync = now
+		s.Reachable = true
+		s.Failures = 0
+	})
+}
+
+func (a *Agent) failed(err error, failures int) {
+	now := a.clock.Now()
+	a.metrics.syncErrors.Inc()
+	a.metrics.reachable.Set(0)
+	a.update(func(s *Status) {
+		s.Reachable = !isUnreachable(err)
+		s.Failures = failures
+		s.LastError = err.Error()
+		s.ErrorAt = now
+	})
+	a.writeStatus()
+}
+
+// isUnreachable tells a server that did not answer from a firewall that
+// refused a change.
+func isUnreachable(err error) bool {
+	var fe *applyError
+	return !errors.As(err, &fe)
+}
+
+type applyError struct{ err error }
+
+func (e *applyError) Error() string { return "firewall: " + e.err.Error() }
+func (e *applyError) Unwrap() error { return e.err }
+
+// handle enforces one answer from blocklistd, then persists it.
+func (a *Agent) handle(ctx context.Context, u client.Update) error {
+	var next []netip.Prefix
+	switch {
+	case u.Full:
+		next = sortedUnique(u.Entries)
+		if err := a.replace(ctx, next); err != nil {
+			return &applyError{err}
+		}
+	case u.Version == a.version && len(u.Add) == 0 && len(u.Remove) == 0:
+		return nil // the long-poll ended without a change
+	default:
+		next = applyDelta(a.entries, u.Add, u.Remove)
+		if err := a.apply(ctx, next, firewall.Delta{Add: u.Add, Remove: u.Remove}); err != nil {
+			return &applyError{err}
+		}
+	}
+	prev := a.version
+	a.entries, a.version = next, u.Version
+	v4, v6 := countFamilies(next)
+	a.metrics.version.Set(float64(u.Version))
+	a.metrics.entries.WithLabelValues("ipv4").Set(float64(v4))
+	a.metrics.entries.WithLabelValues("ipv6").Set(float64(v6))
+	now := a.clock.Now()
+	a.update(func(s *Status) {
+		s.Version, s.Entries, s.IPv4, s.IPv6 = u.Version, len(next), v4, v6
+		s.Restored = false
+		s.LastChange = now
+	})
+	a.log.Info("blocklist updated", "from", prev, "version", u.Version, "full", u.Full,
+		"add", len(u.Add), "remove", len(u.Remove), "entries", len(next))
+	// The firewall already enforces the change; a snapshot that cannot be
+	// written costs only a slower start, so it is logged, not retried.
+	if err := SaveSnapshot(filepath.Join(a.o.StateDir, SnapshotFile), Snapshot{Version: u.Version, Entries: next}); err != nil {
+		a.log.Error("cannot persist the snapshot; a restart without blocklistd would enforce an older one", "err", err)
+	}
+	return nil
+}
+
+// replace makes the firewall enforce exactly entries (after the policy).
+func (a *Agent) replace(ctx context.Context, entries []netip.Prefix) error {
+	set, st, err := a.o.Policy.Build(entries)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := a.o.Backend.Replace(ctx, set); err != nil {
+		a.dirty = true
+		return fmt.Errorf("replace %d entries: %w", len(entries), err)
+	}
+	a.metrics.applyDuration.WithLabelValues("replace").Observe(time.Since(start).Seconds())
+	a.dirty = false
+	a.update(func(s *Status) { s.Refused, s.Allowlisted = st.Refused, st.Allowlisted })
+	if st.Refused > 0 {
+		a.log.Warn("entries refused by the firewall policy (too broad or invalid)", "refused", st.Refused)
+	}
+	return nil
+}
+
+// apply pushes a delta, or the whole next set when the firewall may not
+// hold the current one or refuses the delta.
+func (a *Agent) apply(ctx context.Context, next []netip.Prefix, d firewall.Delta) error {
+	if a.dirty {
+		return a.replace(ctx, next)
+	}
+	pd, st, err := a.o.Policy.BuildDelta(d)
+	if err != nil {
+		return err
+	}
+	if st.Refused > 0 {
+		a.log.Warn("blocklistd sent entries the policy refuses", "refused", st.Refused)
+	}
+	start := time.Now()
+	if err := a.o.Backend.Apply(ctx, pd); err != nil {
+		a.log.Warn("firewall refused a delta; replacing the whole set", "err", err)
+		return a.replace(ctx, next)
+	}
+	a.metrics.applyDuration.WithLabelValues("apply").Observe(time.Since(start).Seconds())
+	a.update(func(s *Status) { s.Allowlisted += st.Allowlisted; s.Refused += st.Refused })
+	return nil
+}
+
+func (a *Agent) update(f func(*Status)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f(&a.status)
+	a.status.Updated = a.clock.Now()
+}
+
+func (a *Agent) writeStatus() {
+	if err := WriteStatus(a.o.StateDir, a.Status()); err != nil {
+		a.log.Warn("cannot write the status file", "err", err)
+	}
+}
