@@ -153,7 +153,7 @@ func (b *Backend) Replace(ctx context.Context, set *netipx.IPSet) error {
 // Apply adds and removes entries. pf matches table entries by exact
 // network, so the change is worked out on the set of addresses (removing
 // 192.0.2.7 from a blocked 192.0.2.0/24 splits it) and sent as
-// `-T delete -f` then `-T add -f` of the prefixes that differ.
+// `-T add -f` then `-T delete -f` of the prefixes that differ.
 func (b *Backend) Apply(ctx context.Context, d firewall.Delta) error {
 	if err := b.checkTable(ctx); err != nil {
 		return err
@@ -178,20 +178,22 @@ func (b *Backend) Apply(ctx context.Context, d firewall.Delta) error {
 	if len(gone) == 0 && len(added) == 0 {
 		return nil
 	}
-	if err := b.checkLimit(ctx, len(next.Prefixes())); err != nil {
+	// Additions go in before deletions, so no address that stays blocked
+	// is ever out of the table; for that moment the table holds both.
+	if err := b.checkLimit(ctx, len(cur.Prefixes())+len(added)); err != nil {
 		return err
 	}
-	if len(gone) > 0 {
-		if err := b.withFile(gone, func(file string) error {
-			_, err := b.pfctl(ctx, "-t", b.opts.Table, "-T", "delete", "-f", file)
+	if len(added) > 0 {
+		if err := b.withFile(added, func(file string) error {
+			_, err := b.pfctl(ctx, "-t", b.opts.Table, "-T", "add", "-f", file)
 			return err
 		}); err != nil {
 			return err
 		}
 	}
-	if len(added) > 0 {
-		if err := b.withFile(added, func(file string) error {
-			_, err := b.pfctl(ctx, "-t", b.opts.Table, "-T", "add", "-f", file)
+	if len(gone) > 0 {
+		if err := b.withFile(gone, func(file string) error {
+			_, err := b.pfctl(ctx, "-t", b.opts.Table, "-T", "delete", "-f", file)
 			return err
 		}); err != nil {
 			return err
@@ -348,7 +350,7 @@ func (b *Backend) killStates(ctx context.Context, sources []netip.Prefix) {
 			b.log.Warn("pf: not killing states of further newly blocked sources", "table", b.opts.Table, "skipped", len(sources)-i, "kill_limit", b.opts.KillLimit)
 			return
 		}
-		if _, err := b.pfctl(ctx, "-k", p.String()); err != nil {
+		if _, err := b.pfctl(ctx, "-k", entry(p)); err != nil {
 			b.log.Warn("pf: kill states", "source", p, "err", err)
 		}
 	}
@@ -364,11 +366,7 @@ func (b *Backend) withFile(prefixes []netip.Prefix, fn func(file string) error) 
 	defer os.Remove(f.Name())
 	w := bufio.NewWriterSize(f, 64<<10)
 	for _, p := range prefixes {
-		if p.IsSingleIP() {
-			w.WriteString(p.Addr().String())
-		} else {
-			w.WriteString(p.String())
-		}
+		w.WriteString(entry(p))
 		w.WriteByte('\n')
 	}
 	if err := errors.Join(w.Flush(), f.Close()); err != nil {
@@ -407,4 +405,12 @@ func diffPrefixes(old, new []netip.Prefix) (gone, added []netip.Prefix) {
 		}
 	}
 	return gone, added
+}
+
+// entry spells a prefix as pfctl does: a single address without a length.
+func entry(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
 }
