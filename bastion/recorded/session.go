@@ -285,7 +285,7 @@ func (s *session) relay(ctx context.Context, client *gossh.Client) error {
 	wg.Wait()
 	close(done)
 
-	exit, _ := <-exitCh
+	exit := <-exitCh
 	if finishXfer != nil {
 		finishXfer()
 	}

@@ -63,10 +63,9 @@ var sftpStatus = map[uint32]string{
 }
 
 type sftpFile struct {
-	path            string
-	write           bool
-	read, written   int64
-	openStatusKnown bool
+	path          string
+	write         bool
+	read, written int64
 }
 
 // sftpWatcher follows both directions of an sftp session and reports file
@@ -348,19 +347,18 @@ func (r *sshReader) string() string {
 // receives on the target: the client sends; "scp -f" sends from the target)
 // and reports each file with its size.
 type scpWatcher struct {
-	mu       sync.Mutex
-	emit     func(TransferEvent)
-	upload   bool
-	dest     string
-	dirs     []string
-	line     []byte
-	skip     int64 // file bytes still to pass, then one status byte
-	file     TransferEvent
-	moved    int64
-	inFile   bool
-	broken   bool
-	recurse  bool
-	trailing bool // the \0 after file data is still to come
+	mu      sync.Mutex
+	emit    func(TransferEvent)
+	upload  bool
+	dest    string
+	dirs    []string
+	line    []byte
+	skip    int64 // file bytes still to pass, then one status byte
+	file    TransferEvent
+	moved   int64
+	inFile  bool
+	broken  bool
+	recurse bool
 }
 
 func newSCPWatcher(argv []string, emit func(TransferEvent)) *scpWatcher {
