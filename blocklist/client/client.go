@@ -68,7 +68,7 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("blocklistd: HTTP %d: %s", e.Code, e.Message)
+	return fmt.Sprintf("blocklistd answered %d %s: %s", e.Code, http.StatusText(e.Code), e.Message)
 }
 
 // Unwrap maps the status code onto a sentinel error.

@@ -173,7 +173,9 @@ func TestRejections(t *testing.T) {
 		log  string
 	}{
 		{"malformed JSON", func() error { return post(h, "host", RoleReporter, "/v1/report", `{"addr":`) }, "malformed JSON"},
-		{"unknown field", func() error { return post(h, "host", RoleReporter, "/v1/report", `{"addr":"192.0.2.1","count":1,"evil":1}`) }, "unknown field"},
+		{"unknown field", func() error {
+			return post(h, "host", RoleReporter, "/v1/report", `{"addr":"192.0.2.1","count":1,"evil":1}`)
+		}, "unknown field"},
 		{"trailing data", func() error { return post(h, "host", RoleReporter, "/v1/report", `{"addr":"192.0.2.1","count":1}{}`) }, "data after"},
 		{"oversized body", func() error {
 			return post(h, "host", RoleReporter, "/v1/report", `{"addr":"192.0.2.1","count":1,"reason":"`+strings.Repeat("x", 10000)+`"}`)
@@ -188,7 +190,9 @@ func TestRejections(t *testing.T) {
 		{"ban 0.0.0.0/0", func() error { return admin.Ban(ctx, pfx("0.0.0.0/0"), 0, "") }, "broader than the policy"},
 		{"ban ::/0", func() error { return admin.Ban(ctx, pfx("::/0"), 0, "") }, "broader than the policy"},
 		{"ban host bits", func() error { return post(h, "admin", RoleAdmin, "/v1/admin/ban", `{"prefix":"10.1.2.3/8"}`) }, "host bits"},
-		{"ban bad ttl", func() error { return post(h, "admin", RoleAdmin, "/v1/admin/ban", `{"prefix":"10.0.0.0/8","ttl":"soon"}`) }, "ttl"},
+		{"ban bad ttl", func() error {
+			return post(h, "admin", RoleAdmin, "/v1/admin/ban", `{"prefix":"10.0.0.0/8","ttl":"soon"}`)
+		}, "ttl"},
 		{"reporter cannot ban", func() error { return h.client("host", RoleReporter).Ban(ctx, pfx("192.0.2.1/32"), 0, "") }, "lacks role"},
 		{"agent cannot report", func() error {
 			return h.client("agent", RoleAgent).Report(ctx, client.Report{Addr: netip.MustParseAddr("192.0.2.1"), Count: 1})

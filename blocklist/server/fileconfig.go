@@ -1,0 +1,168 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/rampart-sec/rampart/blocklist/feed"
+	"github.com/rampart-sec/rampart/blocklist/internal/devcert"
+	"github.com/rampart-sec/rampart/blocklist/listfile"
+	"github.com/rampart-sec/rampart/blocklist/store"
+	"github.com/rampart-sec/rampart/blocklist/store/boltstore"
+	"github.com/rampart-sec/rampart/blocklist/store/pgstore"
+	"github.com/rampart-sec/rampart/pkg/config"
+)
+
+// FileConfig is blocklistd.yaml; examples/blocklist/blocklistd.yaml
+// documents every key.
+type FileConfig struct {
+	Listen        string `yaml:"listen"`
+	MetricsListen string `yaml:"metrics_listen"`
+	TLS           struct {
+		Cert     string `yaml:"cert"`
+		Key      string `yaml:"key"`
+		ClientCA string `yaml:"client_ca"`
+	} `yaml:"tls"`
+	Store struct {
+		Driver string `yaml:"driver"` // bolt (default) or postgres
+		Path   string `yaml:"path"`
+		DSN    string `yaml:"dsn"`
+	} `yaml:"store"`
+	Policy struct {
+		Threshold   int             `yaml:"threshold"`
+		Window      config.Duration `yaml:"window"`
+		Ban         config.Duration `yaml:"ban"`
+		MaxBan      config.Duration `yaml:"max_ban"`
+		ForgetAfter config.Duration `yaml:"forget_after"`
+		IPv6Prefix  int             `yaml:"ipv6_prefix"`
+		MinPrefixV4 int             `yaml:"min_prefix_v4"`
+		MinPrefixV6 int             `yaml:"min_prefix_v6"`
+		ManualTTL   config.Duration `yaml:"manual_ttl"`
+	} `yaml:"policy"`
+	Reporters struct {
+		Rate  float64 `yaml:"rate"`
+		Burst int     `yaml:"burst"`
+	} `yaml:"reporters"`
+	Sync struct {
+		MaxWait config.Duration `yaml:"max_wait"`
+	} `yaml:"sync"`
+	Allow []string `yaml:"allow"`
+	Feeds []struct {
+		Name        string          `yaml:"name"`
+		URL         string          `yaml:"url"`
+		Interval    config.Duration `yaml:"interval"`
+		MaxPrefixV4 int             `yaml:"max_prefix_v4"`
+		MaxPrefixV6 int             `yaml:"max_prefix_v6"`
+		MaxBytes    int64           `yaml:"max_bytes"`
+	} `yaml:"feeds"`
+	// CLI tells the ban/unban/allow/list verbs how to reach this daemon.
+	CLI struct {
+		URL  string `yaml:"url"`
+		Cert string `yaml:"cert"`
+		Key  string `yaml:"key"`
+		CA   string `yaml:"ca"`
+	} `yaml:"cli"`
+}
+
+// Validate implements config.Validator.
+func (c *FileConfig) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen: required (host:port)"))
+	}
+	if c.TLS.Cert == "" || c.TLS.Key == "" || c.TLS.ClientCA == "" {
+		errs = append(errs, errors.New("tls: cert, key and client_ca are required (blocklistd only speaks mTLS)"))
+	}
+	switch c.Store.Driver {
+	case "", "bolt":
+		if c.Store.Path == "" {
+			errs = append(errs, errors.New("store.path: required for the bolt store"))
+		}
+	case "postgres":
+		if c.Store.DSN == "" {
+			errs = append(errs, errors.New("store.dsn: required for the postgres store"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("store.driver %q: want bolt or postgres", c.Store.Driver))
+	}
+	if p := c.Policy.IPv6Prefix; p != 0 && (p < 32 || p > 128) {
+		errs = append(errs, fmt.Errorf("policy.ipv6_prefix %d: want 32 to 128", p))
+	}
+	if p := c.Policy.MinPrefixV4; p < 0 || p > 32 {
+		errs = append(errs, fmt.Errorf("policy.min_prefix_v4 %d: want 1 to 32", p))
+	}
+	if p := c.Policy.MinPrefixV6; p < 0 || p > 128 {
+		errs = append(errs, fmt.Errorf("policy.min_prefix_v6 %d: want 1 to 128", p))
+	}
+	for i, a := range c.Allow {
+		if _, err := ParsePrefix(a); err != nil {
+			errs = append(errs, fmt.Errorf("allow[%d]: %w", i, err))
+		}
+	}
+	names := map[string]bool{}
+	for i, f := range c.Feeds {
+		if f.Name == "" || strings.ContainsAny(f.Name, " |") || names[f.Name] {
+			errs = append(errs, fmt.Errorf("feeds[%d].name %q: want a unique name without spaces", i, f.Name))
+		}
+		names[f.Name] = true
+		if !strings.HasPrefix(f.URL, "https://") && !strings.HasPrefix(f.URL, "http://") {
+			errs = append(errs, fmt.Errorf("feeds[%d].url %q: want an http(s) URL", i, f.URL))
+		}
+		if f.Interval != 0 && time.Duration(f.Interval) < time.Minute {
+			errs = append(errs, fmt.Errorf("feeds[%d].interval %s: at least 1m, be kind to list publishers", i, f.Interval))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// LoadFile reads and checks blocklistd.yaml.
+func LoadFile(path string) (*FileConfig, error) {
+	var c FileConfig
+	if err := config.Load(path, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// ServerConfig turns the file into a Config.
+func (c *FileConfig) ServerConfig() Config {
+	cfg := Config{
+		Policy: Policy{
+			Threshold: c.Policy.Threshold, Window: time.Duration(c.Policy.Window),
+			BanTTL: time.Duration(c.Policy.Ban), MaxBanTTL: time.Duration(c.Policy.MaxBan),
+			ForgetAfter: time.Duration(c.Policy.ForgetAfter), IPv6Prefix: c.Policy.IPv6Prefix,
+			MinBits4: c.Policy.MinPrefixV4, MinBits6: c.Policy.MinPrefixV6, ManualTTL: time.Duration(c.Policy.ManualTTL),
+		},
+		ReportRate:  c.Reporters.Rate,
+		ReportBurst: c.Reporters.Burst,
+		MaxWait:     time.Duration(c.Sync.MaxWait),
+	}
+	for _, a := range c.Allow {
+		p, _ := ParsePrefix(a) // checked by Validate
+		cfg.Allow = append(cfg.Allow, p)
+	}
+	for _, f := range c.Feeds {
+		cfg.Feeds = append(cfg.Feeds, feed.Feed{Name: f.Name, URL: f.URL, Interval: time.Duration(f.Interval), MaxBytes: f.MaxBytes,
+			Parse: listfile.Options{MaxBits4: f.MaxPrefixV4, MaxBits6: f.MaxPrefixV6}})
+	}
+	return cfg
+}
+
+// OpenStore opens the configured store.
+func (c *FileConfig) OpenStore(ctx context.Context, log *slog.Logger) (store.Store, error) {
+	if c.Store.Driver == "postgres" {
+		return pgstore.Open(ctx, c.Store.DSN, log)
+	}
+	return boltstore.Open(c.Store.Path)
+}
+
+// WriteDevCerts writes a throwaway CA and certificates (server, agent with
+// roles agent+reporter, reporter, admin) into dir, for demos and tests.
+// Production certificates come from Rampart's pki.
+func WriteDevCerts(dir string, hosts []string, validity time.Duration) error {
+	return devcert.WriteDir(dir, hosts, validity)
+}
