@@ -3,9 +3,216 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	glssh "github.com/gliderlabs/ssh"
+	"github.com/prometheus/client_golang/prometheus"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/rampart-sec/rampart/bastion"
+	"github.com/rampart-sec/rampart/bastion/audit"
+	"github.com/rampart-sec/rampart/bastion/recorded"
+	"github.com/rampart-sec/rampart/blocklist/client"
+	"github.com/rampart-sec/rampart/pkg/metrics"
 )
 
-func cmdServe(ctx context.Context, args []string) error { return errors.New("not implemented yet") }
-func cmdUser(ctx context.Context, args []string) error  { return errors.New("not implemented yet") }
-func cmdAudit(ctx context.Context, args []string) error { return errors.New("not implemented yet") }
-func cmdSSHFP(ctx context.Context, args []string) error { return errors.New("not implemented yet") }
+func newFlags(name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet("bastion "+name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: bastion %s\n\nflags:\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+const defaultConfig = "/etc/rampart/bastion.yaml"
+
+func cmdServe(ctx context.Context, args []string) error {
+	fs := newFlags("serve", "serve --config FILE")
+	cfgPath := fs.String("config", defaultConfig, "bastion.yaml")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg, err := bastion.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	reg := metrics.NewRegistry()
+	deps := bastion.Deps{Logger: logger, Registry: reg}
+	if bl := cfg.Blocklist; bl != nil {
+		tlsCfg, err := cfg.ClientTLS(bl.CAFile, bl.CertFile, bl.KeyFile)
+		if err != nil {
+			return fmt.Errorf("blocklist: %w", err)
+		}
+		c, err := client.New(client.Config{URL: bl.URL, TLS: tlsCfg})
+		if err != nil {
+			return fmt.Errorf("blocklist: %w", err)
+		}
+		deps.Reporter = blocklistReporter{c}
+	}
+	srv, closeAudit, err := bastion.Setup(ctx, cfg, deps)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	if rc := cfg.Recording; rc.Dir != "" {
+		proxy, err := newRecorder(cfg, srv, logger, reg)
+		if err != nil {
+			return err
+		}
+		srv.SetRecorder(proxy)
+	}
+	if cfg.MetricsListen != "" {
+		go func() {
+			if err := metrics.Serve(ctx, logger, cfg.MetricsListen, reg); err != nil {
+				logger.Error("bastion: metrics", "err", err)
+			}
+		}()
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	logger.Info("bastion: listening", "addr", ln.Addr().String())
+	return srv.Serve(ctx, ln)
+}
+
+// newRecorder wires bastion/recorded's Proxy as the server's recorder.
+func newRecorder(cfg *bastion.Config, srv *bastion.Server, logger *slog.Logger, reg prometheus.Registerer) (bastion.RecordFunc, error) {
+	rc := cfg.Recording
+	if rc.UserCAKey == "" {
+		return nil, errors.New("recording: user_ca_key is required (the CA key that signs short-lived certificates for targets)")
+	}
+	pem, err := os.ReadFile(cfg.Path(rc.UserCAKey))
+	if err != nil {
+		return nil, fmt.Errorf("recording: user_ca_key: %w", err)
+	}
+	ca, err := gossh.ParsePrivateKey(pem)
+	if err != nil {
+		return nil, fmt.Errorf("recording: user_ca_key %s: %w", rc.UserCAKey, err)
+	}
+	p, err := recorded.New(recorded.Options{Dir: cfg.Path(rc.Dir), UserCA: ca, CertTTL: time.Duration(rc.CertTTL),
+		Audit: srv.AuditEvent, Logger: logger, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	return func(sess glssh.Session, user string, t *bastion.Target) error {
+		return p.Serve(sess, user, recorded.Target{Name: t.Name, Addr: t.Addr, User: t.User, HostKeys: t.HostKeys, HostCA: t.HostCA})
+	}, nil
+}
+
+type blocklistReporter struct{ c *client.Client }
+
+func (r blocklistReporter) Report(ctx context.Context, addr netip.Addr, reason string, count int, window time.Duration) error {
+	return r.c.Report(ctx, client.Report{Addr: addr, Reason: reason, Count: count, Window: window})
+}
+
+func cmdUser(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "add" {
+		return errors.New("usage: bastion user add NAME --key FILE [--totp] [--duo] [--group G]... [--target T]... [--config FILE]")
+	}
+	args = args[1:]
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return errors.New("user add: NAME comes first: bastion user add alice --key alice.pub --totp")
+	}
+	name := args[0]
+	fs := newFlags("user add", "user add NAME --key FILE [--totp] [--duo] [--group G]... [--target T]...")
+	cfgPath := fs.String("config", defaultConfig, "bastion.yaml")
+	key := fs.String("key", "", "authorized_keys file with the user's public key(s)")
+	totp := fs.Bool("totp", false, "enrol a TOTP secret and print its otpauth URI and QR code")
+	duo := fs.Bool("duo", false, "use Duo as second factor (with --totp: either)")
+	noQR := fs.Bool("no-qr", false, "do not draw the QR code")
+	var groups, targets listFlag
+	fs.Var(&groups, "group", "group membership (repeatable)")
+	fs.Var(&targets, "target", "allowed target name or HOSTPATTERN:PORTS (repeatable)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if !*totp && !*duo {
+		return errors.New("user add: choose a second factor: --totp, --duo or both")
+	}
+	cfg, err := bastion.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	return bastion.AddUser(cfg, bastion.AddUserRequest{Name: name, KeyFile: *key, TOTP: *totp, Duo: *duo,
+		Groups: groups, Targets: targets, QR: !*noQR}, os.Stdout)
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func cmdAudit(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "verify" {
+		return errors.New("usage: bastion audit verify [--file F | --config FILE]")
+	}
+	fs := newFlags("audit verify", "audit verify [--file F | --config FILE]")
+	file := fs.String("file", "", "audit log (default: audit.file from the config)")
+	cfgPath := fs.String("config", defaultConfig, "bastion.yaml, to find the audit log")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *file == "" {
+		cfg, err := bastion.LoadConfig(*cfgPath)
+		if err != nil {
+			return err
+		}
+		*file = cfg.Path(cfg.Audit.File)
+	}
+	f, err := os.Open(*file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n, err := audit.Verify(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w (%d records before it are intact)", *file, err, n)
+	}
+	fmt.Printf("%s: %d records, chain intact\n", *file, n)
+	return nil
+}
+
+func cmdSSHFP(ctx context.Context, args []string) error {
+	fs := newFlags("sshfp", "sshfp [--config FILE] [--host NAME]")
+	cfgPath := fs.String("config", defaultConfig, "bastion.yaml, to find the host keys")
+	host := fs.String("host", "", "DNS name of the bastion (default: the hostname)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := bastion.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *host == "" {
+		*host, _ = os.Hostname()
+	}
+	signers, err := bastion.LoadHostKeys(cfg.Path(cfg.HostKeyDir))
+	if err != nil {
+		return err
+	}
+	var keys []gossh.PublicKey
+	for _, s := range signers {
+		keys = append(keys, s.PublicKey())
+	}
+	out, err := bastion.SSHFP(*host, keys)
+	if err != nil {
+		return err
+	}
+	fmt.Print(out)
+	return nil
+}

@@ -1,0 +1,350 @@
+package bastion
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	glssh "github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/rampart-sec/rampart/bastion/audit"
+)
+
+// refuseChannel rejects every channel type the bastion does not serve
+// (x11, forwarded-tcpip, direct-streamlocal, …).
+func (s *Server) refuseChannel(_ *glssh.Server, _ *gossh.ServerConn, nc gossh.NewChannel, ctx glssh.Context) {
+	s.refusal(stateOf(ctx), "channel", "channel type "+strconv.Quote(nc.ChannelType())+" is not allowed", nil)
+	nc.Reject(gossh.Prohibited, "not allowed on this bastion")
+}
+
+// refuseGlobal refuses remote forwarding (tcpip-forward and streamlocal).
+func (s *Server) refuseGlobal(ctx glssh.Context, _ *glssh.Server, req *gossh.Request) (bool, []byte) {
+	s.refusal(stateOf(ctx), "remote-forwarding", req.Type+" is not allowed", nil)
+	return false, nil
+}
+
+// sessionChannel filters session requests before gliderlabs sees them:
+// gliderlabs accepts agent forwarding by default, the bastion never does.
+func (s *Server) sessionChannel(srv *glssh.Server, conn *gossh.ServerConn, nc gossh.NewChannel, ctx glssh.Context) {
+	st := stateOf(ctx)
+	if _, ok := st.authenticated(); !ok {
+		s.refusal(st, "unauthenticated", "session before the second factor", nil)
+		nc.Reject(gossh.Prohibited, "second factor required")
+		return
+	}
+	glssh.DefaultSessionHandler(srv, conn, filteredChannel{NewChannel: nc, s: s, st: st}, ctx)
+}
+
+type filteredChannel struct {
+	gossh.NewChannel
+	s  *Server
+	st *connState
+}
+
+func (f filteredChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error) {
+	ch, reqs, err := f.NewChannel.Accept()
+	if err != nil {
+		return ch, reqs, err
+	}
+	out := make(chan *gossh.Request)
+	go func() {
+		defer close(out)
+		for r := range reqs {
+			switch r.Type {
+			case "auth-agent-req@openssh.com":
+				f.s.refusal(f.st, "agent-forwarding", "agent forwarding is not allowed", nil)
+				r.Reply(false, nil)
+			case "x11-req":
+				f.s.refusal(f.st, "x11", "X11 forwarding is not allowed", nil)
+				r.Reply(false, nil)
+			default:
+				out <- r
+			}
+		}
+	}()
+	return ch, out, nil
+}
+
+// handleSession serves shell, exec and the menu.
+func (s *Server) handleSession(sess glssh.Session) {
+	st := stateOf(sess.Context())
+	user, ok := st.authenticated()
+	if !ok {
+		s.refusal(st, "unauthenticated", "session before the second factor", nil)
+		sess.Exit(1)
+		return
+	}
+	st.mu.Lock()
+	name := st.target
+	st.mu.Unlock()
+	cmd := sess.RawCommand()
+	if name == "" && cmd != "" {
+		// "ssh -t alice@bastion web1 [command]"
+		first, rest, _ := strings.Cut(strings.TrimSpace(cmd), " ")
+		name = first
+		sess = &commandSession{Session: sess, Channel: rawChannelOf(sess), raw: strings.TrimSpace(rest)}
+	}
+	if name == "" {
+		s.menu(sess, st, user)
+		return
+	}
+	s.recordTo(sess, st, user, name)
+}
+
+// handleSFTP serves "sftp alice%web1@bastion" through the recorder.
+func (s *Server) handleSFTP(sess glssh.Session) {
+	st := stateOf(sess.Context())
+	user, ok := st.authenticated()
+	if !ok {
+		sess.Exit(1)
+		return
+	}
+	st.mu.Lock()
+	name := st.target
+	st.mu.Unlock()
+	if name == "" {
+		fmt.Fprintln(sess.Stderr(), "bastion: sftp needs a target: sftp alice%web1@bastion")
+		s.refusal(st, "sftp", "sftp without a target", nil)
+		sess.Exit(1)
+		return
+	}
+	s.recordTo(sess, st, user, name)
+}
+
+func (s *Server) recordTo(sess glssh.Session, st *connState, user, name string) {
+	t := s.opts.Policy.Target(name)
+	if t == nil || !s.opts.Policy.targetAllowed(s.opts.Policy.User(user), t) {
+		s.refusal(st, "target", fmt.Sprintf("target %q is not in %s's targets", name, user), map[string]any{"target": name})
+		fmt.Fprintf(sess.Stderr(), "bastion: %q is not one of your targets\r\n", name)
+		sess.Exit(1)
+		return
+	}
+	if !t.Allows(ModeRecord) {
+		s.refusal(st, "target", fmt.Sprintf("target %s is jump-only", name), map[string]any{"target": name})
+		fmt.Fprintf(sess.Stderr(), "bastion: %s is jump-only: ssh -J %s@<bastion> %s\r\n", name, user, name)
+		sess.Exit(1)
+		return
+	}
+	if s.opts.Record == nil {
+		s.refusal(st, "target", "recorded sessions are not enabled on this bastion", map[string]any{"target": name})
+		fmt.Fprintln(sess.Stderr(), "bastion: recorded sessions are not enabled on this bastion")
+		sess.Exit(1)
+		return
+	}
+	s.m.active.WithLabelValues("session").Inc()
+	defer s.m.active.WithLabelValues("session").Dec()
+	if err := s.opts.Record(sess, user, t); err != nil {
+		s.log.Warn("bastion: recorded session ended with an error", "user", user, "target", name, "err", err)
+	}
+}
+
+// commandSession is a session whose command had the target name in front.
+// Channel is the session's underlying channel, found where the recording
+// proxy looks for it (a field named Channel), so it can bypass
+// gliderlabs' newline rewriting just as with an unwrapped session.
+type commandSession struct {
+	glssh.Session
+	Channel gossh.Channel
+	raw     string
+}
+
+func (c *commandSession) RawCommand() string { return c.raw }
+func (c *commandSession) Command() []string  { return strings.Fields(c.raw) }
+
+func rawChannelOf(sess glssh.Session) gossh.Channel {
+	v := reflect.ValueOf(sess)
+	if v.Kind() == reflect.Pointer && !v.IsNil() && v.Elem().Kind() == reflect.Struct {
+		if f := v.Elem().FieldByName("Channel"); f.IsValid() && f.CanInterface() {
+			if ch, ok := f.Interface().(gossh.Channel); ok && ch != nil {
+				return ch
+			}
+		}
+	}
+	return sess
+}
+
+// menu lists the user's targets, numbered, and serves the one picked. It
+// is made for phone keyboards: numbers only, one keypress plus Enter.
+func (s *Server) menu(sess glssh.Session, st *connState, user string) {
+	targets := s.opts.Policy.Allowed(user)
+	w := sess
+	fmt.Fprintf(w, "Rampart bastion: hello %s.\r\n", user)
+	if len(targets) == 0 {
+		fmt.Fprint(w, "You have no targets. Ask an administrator.\r\n")
+		sess.Exit(0)
+		return
+	}
+	fmt.Fprint(w, "\r\n")
+	for i, t := range targets {
+		how := "jump only: ssh -J " + user + "@<bastion> " + t.Name
+		if t.Allows(ModeRecord) {
+			how = "session (recorded)"
+		}
+		fmt.Fprintf(w, "  %2d) %-20s %s\r\n", i+1, t.Name, how)
+	}
+	if _, _, isPty := sess.Pty(); !isPty {
+		sess.Exit(0)
+		return
+	}
+	for {
+		fmt.Fprint(w, "\r\nNumber (q to quit): ")
+		line, err := ReadMenuLine(sess, sess, 16)
+		if err != nil {
+			sess.Exit(0)
+			return
+		}
+		n, ok := ParseMenuChoice(line, len(targets))
+		if line == "q" || line == "quit" {
+			sess.Exit(0)
+			return
+		}
+		if !ok {
+			fmt.Fprintf(w, "Pick 1 to %d.\r\n", len(targets))
+			continue
+		}
+		t := targets[n-1]
+		if !t.Allows(ModeRecord) {
+			fmt.Fprintf(w, "%s is jump-only: ssh -J %s@<bastion> %s\r\n", t.Name, user, t.Name)
+			continue
+		}
+		fmt.Fprintf(w, "Connecting to %s…\r\n", t.Name)
+		s.recordTo(sess, st, user, t.Name)
+		return
+	}
+}
+
+// ParseMenuChoice turns what was typed at the menu into a 1-based index.
+func ParseMenuChoice(line string, n int) (int, bool) {
+	v, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || v < 1 || v > n {
+		return 0, false
+	}
+	return v, true
+}
+
+// ReadMenuLine reads one line from a terminal in raw mode, echoing what
+// is typed and handling backspace; Ctrl-C or Ctrl-D ends it with io.EOF.
+// Lines longer than max are cut.
+func ReadMenuLine(r io.Reader, echo io.Writer, max int) (string, error) {
+	var line []byte
+	var b [1]byte
+	for {
+		if _, err := r.Read(b[:]); err != nil {
+			return "", err
+		}
+		switch c := b[0]; {
+		case c == '\r' || c == '\n':
+			echo.Write([]byte("\r\n"))
+			return string(line), nil
+		case c == 3 || c == 4:
+			return "", io.EOF
+		case c == 127 || c == 8:
+			if len(line) > 0 {
+				line = line[:len(line)-1]
+				echo.Write([]byte("\b \b"))
+			}
+		case c >= 0x20 && c < 0x7f && len(line) < max:
+			line = append(line, c)
+			echo.Write(b[:])
+		}
+	}
+}
+
+// directTCPIP serves "ssh -J": a channel to an allowed destination.
+func (s *Server) directTCPIP(_ *glssh.Server, _ *gossh.ServerConn, nc gossh.NewChannel, ctx glssh.Context) {
+	st := stateOf(ctx)
+	user, ok := st.authenticated()
+	if !ok {
+		s.refusal(st, "unauthenticated", "jump before the second factor", nil)
+		nc.Reject(gossh.Prohibited, "second factor required")
+		return
+	}
+	var d struct {
+		DestAddr   string
+		DestPort   uint32
+		OriginAddr string
+		OriginPort uint32
+	}
+	if err := gossh.Unmarshal(nc.ExtraData(), &d); err != nil || d.DestPort == 0 || d.DestPort > 65535 {
+		s.refusal(st, "jump", "malformed direct-tcpip request", nil)
+		nc.Reject(gossh.ConnectionFailed, "malformed request")
+		return
+	}
+	want := net.JoinHostPort(d.DestAddr, strconv.Itoa(int(d.DestPort)))
+	route, err := s.opts.Policy.Resolve(ctx, user, d.DestAddr, uint16(d.DestPort))
+	if err != nil {
+		s.m.jumps.WithLabelValues("refused").Inc()
+		s.refusal(st, "jump", err.Error(), map[string]any{"target": want})
+		nc.Reject(gossh.Prohibited, "destination not allowed")
+		return
+	}
+	targetName := want
+	if route.Target != nil {
+		targetName = route.Target.Name
+	}
+	rec := audit.Record{Type: audit.TypeJump, User: user, Source: addrString(st.source), Method: "direct-tcpip", Target: targetName,
+		Fields: map[string]any{"dest": route.Dial}}
+	dctx, cancel := context.WithTimeout(ctx, s.timeout)
+	up, err := s.dial(dctx, "tcp", route.Dial)
+	cancel()
+	if err != nil {
+		s.m.jumps.WithLabelValues("unreachable").Inc()
+		rec.Result, rec.Reason = audit.ResultFailure, "dial: "+err.Error()
+		s.audit(rec)
+		nc.Reject(gossh.ConnectionFailed, "target unreachable")
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		up.Close()
+		return
+	}
+	go gossh.DiscardRequests(reqs)
+	s.m.jumps.WithLabelValues("opened").Inc()
+	s.m.active.WithLabelValues("jump").Inc()
+	defer s.m.active.WithLabelValues("jump").Dec()
+	start := time.Now()
+	s.log.Info("bastion: jump", "user", user, "target", targetName, "dial", route.Dial)
+
+	in, out := relay(ctx, ch, up)
+	s.m.jumpBytes.WithLabelValues("in").Add(float64(in))
+	s.m.jumpBytes.WithLabelValues("out").Add(float64(out))
+	rec.Result = audit.ResultSuccess
+	rec.BytesIn, rec.BytesOut = in, out
+	rec.Duration = time.Since(start).Seconds()
+	s.audit(rec)
+}
+
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// relay copies both ways until the target closes or the client goes
+// away; in is client to target, out is target to client.
+func relay(ctx context.Context, ch gossh.Channel, up net.Conn) (in, out int64) {
+	done := make(chan struct{})
+	go func() {
+		buf := relayBufs.Get().(*[]byte)
+		in, _ = io.CopyBuffer(up, ch, *buf)
+		relayBufs.Put(buf)
+		if tc, ok := up.(interface{ CloseWrite() error }); ok {
+			tc.CloseWrite()
+		}
+		close(done)
+	}()
+	stop := context.AfterFunc(ctx, func() { up.Close(); ch.Close() })
+	defer stop()
+	buf := relayBufs.Get().(*[]byte)
+	out, _ = io.CopyBuffer(ch, up, *buf)
+	relayBufs.Put(buf)
+	ch.CloseWrite()
+	ch.Close()
+	up.Close()
+	<-done
+	return in, out
+}

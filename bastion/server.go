@@ -1,0 +1,342 @@
+package bastion
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	glssh "github.com/gliderlabs/ssh"
+	"github.com/prometheus/client_golang/prometheus"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/rampart-sec/rampart/bastion/audit"
+	"github.com/rampart-sec/rampart/bastion/guard"
+	"github.com/rampart-sec/rampart/bastion/mfa"
+)
+
+// RecordFunc serves one session against a record-mode target, recorded,
+// and returns when it ends with the exit status already sent. The
+// bastion/recorded package's (*Proxy).Serve is one, through a small
+// adapter in cmd/bastion.
+type RecordFunc func(sess glssh.Session, user string, t *Target) error
+
+// Options are a Server's dependencies. Config, Policy, HostSigners, Audit
+// and TOTP are required.
+type Options struct {
+	Config      *Config
+	Policy      *Policy
+	HostSigners []gossh.Signer
+	Audit       *audit.Log
+	TOTP        *mfa.TOTPStore
+	Duo         *mfa.Duo // nil: Duo not configured
+	DuoFailOpen bool     // accept when Duo is unreachable (default: deny)
+	Guard       *guard.Guard
+	Record      RecordFunc // nil: record mode unavailable
+	Logger      *slog.Logger
+	Registry    prometheus.Registerer
+	// Dial replaces net.Dialer for jumps (tests).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Server is the bastion's SSH server.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	m       *metrics
+	srv     *glssh.Server
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	grace   time.Duration
+	timeout time.Duration
+}
+
+type ctxKey struct{}
+
+// connState is what the bastion knows about one connection. Every field
+// is guarded by mu: the auth callbacks and the channel handlers run on
+// different goroutines.
+type connState struct {
+	mu          sync.Mutex
+	source      netip.Addr
+	user        string // bastion user (before any %target)
+	target      string // from user%target
+	attempted   bool
+	keyOK       bool
+	keyMethod   string
+	keyFP       string
+	mfaOK       bool
+	failCounted bool
+}
+
+func (st *connState) authenticated() (user string, ok bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.user, st.keyOK && st.mfaOK
+}
+
+func stateOf(ctx glssh.Context) *connState {
+	st, _ := ctx.Value(ctxKey{}).(*connState)
+	if st == nil {
+		// Never nil in practice (set in the conn callback); an empty state
+		// is unauthenticated, so everything is refused.
+		return &connState{}
+	}
+	return st
+}
+
+// splitUser splits "alice%web1" into the bastion user and a target.
+func splitUser(login string) (user, target string) {
+	user, target, _ = strings.Cut(login, "%")
+	return user, target
+}
+
+// New builds a Server.
+func New(opts Options) (*Server, error) {
+	if opts.Config == nil || opts.Policy == nil || opts.Audit == nil || opts.TOTP == nil || len(opts.HostSigners) == 0 {
+		return nil, errors.New("bastion: Config, Policy, Audit, TOTP and HostSigners are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Guard == nil {
+		opts.Guard = guard.New(guard.Config{}, guard.Options{Logger: opts.Logger})
+	}
+	s := &Server{opts: opts, log: opts.Logger, m: newMetrics(opts.Registry),
+		grace: time.Duration(opts.Config.LoginGraceTime), timeout: time.Duration(opts.Config.DialTimeout)}
+	s.dial = opts.Dial
+	if s.dial == nil {
+		d := &net.Dialer{KeepAlive: 30 * time.Second}
+		s.dial = d.DialContext
+	}
+	srv := &glssh.Server{
+		Version:              "Rampart_bastion",
+		Banner:               opts.Config.Banner,
+		IdleTimeout:          time.Duration(opts.Config.IdleTimeout),
+		ConnCallback:         s.onConn,
+		PublicKeyHandler:     s.publicKey,
+		ServerConfigCallback: s.serverConfig,
+		Handler:              s.handleSession,
+		SubsystemHandlers:    map[string]glssh.SubsystemHandler{"sftp": s.handleSFTP},
+		ChannelHandlers: map[string]glssh.ChannelHandler{
+			"session":      s.sessionChannel,
+			"direct-tcpip": s.directTCPIP,
+			"default":      s.refuseChannel,
+		},
+		RequestHandlers: map[string]glssh.RequestHandler{
+			"tcpip-forward":                          s.refuseGlobal,
+			"cancel-tcpip-forward":                   s.refuseGlobal,
+			"streamlocal-forward@openssh.com":        s.refuseGlobal,
+			"cancel-streamlocal-forward@openssh.com": s.refuseGlobal,
+			"keepalive@openssh.com":                  func(glssh.Context, *glssh.Server, *gossh.Request) (bool, []byte) { return false, nil },
+		},
+	}
+	for _, hs := range opts.HostSigners {
+		srv.AddHostKey(hs)
+	}
+	s.srv = srv
+	return s, nil
+}
+
+// Serve accepts connections on ln until ctx ends, then closes every
+// connection.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		s.srv.Close()
+		<-errc
+		return nil
+	case err := <-errc:
+		if errors.Is(err, glssh.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("bastion: serve: %w", err)
+	}
+}
+
+// SetRecorder installs the recorded-session proxy. Call it before Serve.
+func (s *Server) SetRecorder(f RecordFunc) { s.opts.Record = f }
+
+// AuditEvent appends a loosely typed event (the recording proxy's) to the
+// audit log as a "session" record whose method is the event name.
+func (s *Server) AuditEvent(event string, fields map[string]any) {
+	f := make(map[string]any, len(fields)+1)
+	for k, v := range fields {
+		f[k] = v
+	}
+	f["method"] = event
+	if err := s.opts.Audit.Event(audit.TypeSession, f); err != nil {
+		s.log.Error("bastion: audit log write failed", "err", err, "event", event)
+	}
+}
+
+// Close stops the server and closes every connection.
+func (s *Server) Close() error { return s.srv.Close() }
+
+func (s *Server) audit(rec audit.Record) error {
+	if err := s.opts.Audit.Append(rec); err != nil {
+		s.log.Error("bastion: audit log write failed", "err", err, "type", rec.Type, "user", rec.User)
+		return err
+	}
+	return nil
+}
+
+func (s *Server) refusal(st *connState, kind, reason string, extra map[string]any) {
+	st.mu.Lock()
+	user, src := st.user, st.source
+	st.mu.Unlock()
+	s.m.refusals.WithLabelValues(kind).Inc()
+	s.log.Info("bastion: refused", "user", user, "source", src, "kind", kind, "reason", reason)
+	s.audit(audit.Record{Type: audit.TypeRefusal, User: user, Source: addrString(src), Method: kind, Result: audit.ResultFailure, Reason: reason, Fields: extra})
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.Unmap().String()
+}
+
+func sourceOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// trackedConn counts a connection that tried to log in and never
+// succeeded as one failure when it closes, so a scanner offering stolen
+// keys is counted once per connection and a legitimate user whose agent
+// holds several keys is not counted at all.
+type trackedConn struct {
+	net.Conn
+	s     *Server
+	st    *connState
+	once  sync.Once
+	timer *time.Timer
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.timer.Stop()
+		st := c.st
+		st.mu.Lock()
+		count := st.attempted && !(st.keyOK && st.mfaOK) && !st.failCounted
+		st.failCounted = st.failCounted || count
+		src, user := st.source, st.user
+		st.mu.Unlock()
+		if count {
+			if c.s.opts.Policy.User(user) == nil {
+				user = ""
+			}
+			c.s.opts.Guard.Fail(src, user, "authentication failed")
+		}
+	})
+	return c.Conn.Close()
+}
+
+func (s *Server) onConn(ctx glssh.Context, conn net.Conn) net.Conn {
+	st := &connState{source: sourceOf(conn.RemoteAddr())}
+	if locked, why := s.opts.Guard.Locked(st.source, ""); locked {
+		s.m.auth.WithLabelValues("connect", audit.ResultFailure).Inc()
+		s.audit(audit.Record{Type: audit.TypeAuth, Source: addrString(st.source), Method: "connect", Result: audit.ResultFailure, Reason: why})
+		return nil
+	}
+	ctx.SetValue(ctxKey{}, st)
+	tc := &trackedConn{Conn: conn, s: s, st: st}
+	// LoginGraceTime: a connection that has not finished both factors in
+	// time is dropped (gliderlabs resets deadlines on every read, so a
+	// timer does it).
+	tc.timer = time.AfterFunc(s.grace, func() {
+		if _, ok := st.authenticated(); !ok {
+			conn.Close()
+		}
+	})
+	return tc
+}
+
+func fingerprint(k gossh.PublicKey) string {
+	if c, ok := k.(*gossh.Certificate); ok {
+		k = c.Key
+	}
+	sum := sha256.Sum256(k.Marshal())
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
+}
+
+// publicKey is gliderlabs' PublicKeyHandler: it only decides whether the
+// key is acceptable. The login is not authorized here: the signature is
+// checked by x/crypto, then VerifiedPublicKeyCallback returns partial
+// success and asks for the second factor.
+func (s *Server) publicKey(ctx glssh.Context, key glssh.PublicKey) bool {
+	st := stateOf(ctx)
+	user, target := splitUser(ctx.User())
+	st.mu.Lock()
+	st.attempted = true
+	st.user, st.target = user, target
+	src := st.source
+	st.mu.Unlock()
+	rec := audit.Record{Type: audit.TypeAuth, User: user, Source: addrString(src), Method: "publickey", Result: audit.ResultFailure,
+		Fields: map[string]any{"key": fingerprint(key), "key_type": key.Type()}}
+	if locked, why := s.opts.Guard.Locked(src, user); locked {
+		rec.Reason = why
+		s.m.auth.WithLabelValues("publickey", audit.ResultFailure).Inc()
+		s.audit(rec)
+		return false
+	}
+	method, err := s.opts.Policy.CheckKey(user, key, src)
+	rec.Method = method
+	if err != nil {
+		rec.Reason = err.Error()
+		s.m.auth.WithLabelValues(method, audit.ResultFailure).Inc()
+		s.audit(rec)
+		return false
+	}
+	st.mu.Lock()
+	st.keyMethod, st.keyFP = method, fingerprint(key)
+	st.mu.Unlock()
+	return true
+}
+
+func (s *Server) serverConfig(ctx glssh.Context) *gossh.ServerConfig {
+	st := stateOf(ctx)
+	return &gossh.ServerConfig{
+		MaxAuthTries: s.opts.Config.MaxAuthTries,
+		VerifiedPublicKeyCallback: func(conn gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
+			st.mu.Lock()
+			method, fp, src := st.keyMethod, st.keyFP, st.source
+			user, _ := splitUser(conn.User())
+			ok := user == st.user && fp == fingerprint(key)
+			if ok {
+				st.keyOK = true
+			}
+			st.mu.Unlock()
+			if !ok {
+				return nil, errors.New("bastion: key state mismatch")
+			}
+			s.m.auth.WithLabelValues(method, "partial").Inc()
+			if err := s.audit(audit.Record{Type: audit.TypeAuth, User: user, Source: addrString(src), Method: method,
+				Result: audit.ResultSuccess, Reason: "key verified; second factor required",
+				Fields: map[string]any{"key": fp}}); err != nil {
+				return nil, errors.New("bastion: audit unavailable")
+			}
+			return nil, &gossh.PartialSuccessError{Next: gossh.ServerAuthCallbacks{
+				KeyboardInteractiveCallback: func(conn gossh.ConnMetadata, client gossh.KeyboardInteractiveChallenge) (*gossh.Permissions, error) {
+					return s.secondFactor(ctx, st, conn, client)
+				},
+			}}
+		},
+	}
+}
