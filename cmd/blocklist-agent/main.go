@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -47,7 +48,23 @@ func main() {
 		os.Exit(2)
 	}
 	if err := run(ctx, os.Args[2:]); err != nil {
+		if errors.Is(err, errHelp) {
+			return
+		}
 		fmt.Fprintf(os.Stderr, "blocklist-agent %s: %v\n", os.Args[1], err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
+
+// errHelp is returned by a verb that printed its --help.
+var errHelp = errors.New("help requested")
+
+// usageError is a mistake in the command line: exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }

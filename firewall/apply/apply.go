@@ -1,0 +1,164 @@
+// Package apply is the one-shot enforcement behind `blocklist-agent
+// apply` and `flush`: read list files, pass them through the safety
+// [firewall.Policy], replace what a [firewall.Backend] enforces, and
+// summarize what happened in one line.
+//
+// The command in cmd/blocklist-agent only parses flags; everything worth
+// testing is here, and runs against [firewalltest.Backend] in tests.
+//
+// [firewalltest.Backend]: https://pkg.go.dev/github.com/rampart-sec/rampart/firewall/firewalltest
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"go4.org/netipx"
+
+	"github.com/rampart-sec/rampart/blocklist/listfile"
+	"github.com/rampart-sec/rampart/firewall"
+)
+
+// Config says what to enforce.
+type Config struct {
+	// Files are list files; "-" reads Stdin.
+	Files []string
+	Stdin io.Reader
+	// Policy is applied to every entry (allowlist, width limits).
+	Policy firewall.Policy
+	// List tunes the list-file parser; its AllowBroad should match
+	// Policy.AllowBroad.
+	List listfile.Options
+	// Now is the clock for Elapsed; nil means time.Now.
+	Now func() time.Time
+}
+
+// Summary is what Run did.
+type Summary struct {
+	Files    int
+	Lines    int
+	Rejected []listfile.LineError
+	Stats    firewall.Stats
+	Elapsed  time.Duration
+}
+
+// String is the one-line summary the command prints.
+func (s Summary) String() string {
+	return fmt.Sprintf("%d addresses, %d prefixes after merging, %d allowlisted, %d refused as too broad, %d rejected lines, %s",
+		s.Stats.Addresses, s.Stats.Prefixes, s.Stats.Allowlisted, s.Stats.Refused, len(s.Rejected), s.Elapsed.Round(time.Millisecond))
+}
+
+// Run reads cfg.Files, builds the set and replaces what b enforces. A
+// rejected line is reported in the Summary and skipped; a file that cannot
+// be read stops Run before the firewall is touched, so a missing list
+// never silently unblocks its entries.
+func Run(ctx context.Context, b firewall.Backend, cfg Config) (Summary, error) {
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	start := now()
+	var sum Summary
+	if len(cfg.Files) == 0 {
+		return sum, errors.New("no list files given")
+	}
+	set, err := build(cfg, &sum)
+	if err != nil {
+		return sum, err
+	}
+	if err := b.Replace(ctx, set); err != nil {
+		return sum, err
+	}
+	sum.Elapsed = now().Sub(start)
+	return sum, nil
+}
+
+// build reads every list and applies the policy. The parsed prefixes die
+// with this frame, before the backend encodes the set.
+func build(cfg Config, sum *Summary) (*netipx.IPSet, error) {
+	var prefixes []netip.Prefix
+	stdinUsed := false
+	for _, name := range cfg.Files {
+		res, err := readList(name, cfg, &stdinUsed)
+		sum.Files++
+		sum.Lines += res.Lines
+		sum.Rejected = append(sum.Rejected, res.Rejected...)
+		if err != nil {
+			return nil, err
+		}
+		if prefixes == nil {
+			prefixes = res.Prefixes
+		} else {
+			prefixes = append(prefixes, res.Prefixes...)
+		}
+	}
+	set, st, err := cfg.Policy.Build(prefixes)
+	sum.Stats = st
+	return set, err
+}
+
+func readList(name string, cfg Config, stdinUsed *bool) (listfile.Result, error) {
+	if name == "-" {
+		if *stdinUsed {
+			return listfile.Result{}, errors.New(`"-" (stdin) given twice`)
+		}
+		*stdinUsed = true
+		in := cfg.Stdin
+		if in == nil {
+			in = os.Stdin
+		}
+		return listfile.Parse(in, "-", cfg.List)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return listfile.Result{}, fmt.Errorf("list file: %w", err)
+	}
+	defer f.Close()
+	return listfile.Parse(f, name, cfg.List)
+}
+
+// Flush removes everything the backend installed.
+func Flush(ctx context.Context, b firewall.Backend) error {
+	return b.Remove(ctx)
+}
+
+// BackendOptions select and configure a backend by name.
+type BackendOptions struct {
+	Table string // both
+	// nftables
+	NetNS   string
+	Reject  bool
+	Forward bool
+	// pf
+	Pfctl      string
+	KillStates bool
+
+	Logger *slog.Logger
+}
+
+// Backends lists the backends this build offers.
+func Backends() []string { return backendNames }
+
+// OpenBackend returns the named backend ("nftables" or "pf").
+func OpenBackend(name string, o BackendOptions) (firewall.Backend, error) {
+	switch name {
+	case "pf":
+		if o.NetNS != "" || o.Reject || o.Forward {
+			return nil, errors.New("--netns, --reject and --forward apply to nftables only (pf.conf decides how <table> is blocked)")
+		}
+		return newPF(o)
+	case "nftables":
+		if o.Pfctl != "" || o.KillStates {
+			return nil, errors.New("--pfctl and --kill-states apply to pf only")
+		}
+		return newNftables(o)
+	}
+	return nil, fmt.Errorf("unknown backend %q (this build offers: %s)", name, strings.Join(backendNames, ", "))
+}
