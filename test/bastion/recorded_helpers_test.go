@@ -228,7 +228,8 @@ type recProxyConfig struct {
 	ClientPub    string // authorized key line
 	TargetAddr   string
 	TargetUser   string
-	HostCA       string // authorized key line
+	HostCA       string   // authorized key line; empty: no host CA
+	HostKeys     []string // pinned host keys, authorized key lines
 	Policy       string
 	Listen       string
 	NoSync       bool
@@ -244,9 +245,18 @@ func recServe(ctx context.Context, ln net.Listener, cfg recProxyConfig, audit fu
 	if err != nil {
 		return err
 	}
-	hostCA, _, _, _, err := gossh.ParseAuthorizedKey([]byte(cfg.HostCA))
-	if err != nil {
-		return err
+	target := recorded.Target{Name: "target", Addr: cfg.TargetAddr, User: cfg.TargetUser}
+	if cfg.HostCA != "" {
+		if target.HostCA, _, _, _, err = gossh.ParseAuthorizedKey([]byte(cfg.HostCA)); err != nil {
+			return err
+		}
+	}
+	for _, k := range cfg.HostKeys {
+		pk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(k))
+		if err != nil {
+			return err
+		}
+		target.HostKeys = append(target.HostKeys, pk)
 	}
 	allowed, _, _, _, err := gossh.ParseAuthorizedKey([]byte(cfg.ClientPub))
 	if err != nil {
@@ -260,7 +270,6 @@ func recServe(ctx context.Context, ln net.Listener, cfg recProxyConfig, audit fu
 	if err != nil {
 		return err
 	}
-	target := recorded.Target{Name: "target", Addr: cfg.TargetAddr, User: cfg.TargetUser, HostCA: hostCA}
 	handler := func(s glssh.Session) { p.Serve(s, s.User(), target) }
 	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
 	hk, _ := gossh.NewSignerFromKey(hostPriv)
@@ -302,6 +311,16 @@ type recWorld struct {
 // proxy config before it starts.
 func recNewWorld(t testing.TB, mutate func(*recProxyConfig)) *recWorld {
 	t.Helper()
+	return recNewWorldWith(t, func(c *recProxyConfig, _ *recWorld) {
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+}
+
+// recNewWorldWith is recNewWorld whose mutate also sees the target.
+func recNewWorldWith(t testing.TB, mutate func(*recProxyConfig, *recWorld)) *recWorld {
+	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.Binary(t, "ssh")
 	w := &recWorld{audit: &recAudit{}}
@@ -310,7 +329,7 @@ func recNewWorld(t testing.TB, mutate func(*recProxyConfig)) *recWorld {
 	w.cfg.TargetAddr = w.sshd.Addr
 	w.cfg.Dir = filepath.Join(t.TempDir(), "recordings")
 	if mutate != nil {
-		mutate(&w.cfg)
+		mutate(&w.cfg, w)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

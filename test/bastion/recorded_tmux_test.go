@@ -39,7 +39,7 @@ func TestRecordedInteractiveTmux(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		r := recNewTmux(t, 100, 30, recShellQuote(testenv.Binary(t, "asciinema"), "cat", casts[0])+"; sleep 600")
-		replayed = r.waitScreen("the replay", func(s string) bool { return strings.Contains(s, "#") || strings.Contains(s, "$") })
+		r.waitScreen("the replay", func(s string) bool { return strings.Contains(s, "#") || strings.Contains(s, "$") })
 		time.Sleep(200 * time.Millisecond)
 		replayed = r.screen()
 		if replayed == shown {
