@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/rampart-sec/rampart/pki/ca"
+	"github.com/rampart-sec/rampart/pki/client"
+	"github.com/rampart-sec/rampart/pkg/atomicfile"
+	"github.com/rampart-sec/rampart/pkg/metrics"
+)
+
+func cmdInit(_ context.Context, args []string) error {
+	fs := flag.NewFlagSet("pki init", flag.ContinueOnError)
+	dir := fs.String("dir", "/etc/rampart/pki", "directory for the CA's keys, certificates and pki.yaml")
+	name := fs.String("name", "Rampart", "CA name (\"Rampart\" gives \"Rampart Root CA\")")
+	listen := fs.String("listen", "127.0.0.1:9443", "address pki serve listens on")
+	pw := fs.String("password-file", "", "password that encrypts every key (default DIR/password.txt, generated if missing)")
+	dsn := fs.String("store-dsn", "", "PostgreSQL DSN (default: bbolt file in DIR)")
+	noSSH := fs.Bool("no-ssh", false, "do not create SSH CA keys")
+	var dns listFlag
+	fs.Var(&dns, "dns", "name or IP in the CA's TLS certificate and token audience (repeatable; default localhost + listen host)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	res, err := ca.Init(*dir, ca.InitOptions{Name: *name, Listen: *listen, DNSNames: dns, PasswordFile: *pw, StoreDSN: *dsn, NoSSH: *noSSH})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("CA created; config %s\nroot fingerprint: %s\n", res.ConfigPath, res.Fingerprint)
+	return nil
+}
+
+func cmdServe(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("pki serve", flag.ContinueOnError)
+	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	jsonLog := fs.Bool("log-json", false, "log JSON lines")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(os.Stderr, *level, *jsonLog)
+	if err != nil {
+		return err
+	}
+	cfg, err := ca.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	reg := metrics.NewRegistry()
+	srv, err := ca.New(ctx, cfg, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if cfg.Metrics != "" {
+		go func() {
+			if err := metrics.Serve(ctx, logger, cfg.Metrics, reg); err != nil {
+				logger.Error("pki: metrics", "err", err)
+			}
+		}()
+	}
+	return srv.Serve(ctx, ln)
+}
+
+func loadCA(path string) (*ca.Config, *client.Provisioner, error) {
+	cfg, err := ca.LoadConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	fp, err := cfg.RootFingerprint()
+	if err != nil {
+		return nil, nil, err
+	}
+	prov, err := cfg.LoadProvisioner(fp)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, prov, nil
+}
+
+func cmdToken(_ context.Context, args []string) error {
+	fs := flag.NewFlagSet("pki token", flag.ContinueOnError)
+	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
+	ttl := fs.Duration("ttl", time.Hour, "how long the token can be used")
+	caURL := fs.String("ca-url", "", "CA URL the host will use (default: url in pki.yaml)")
+	var sans, roles listFlag
+	fs.Var(&sans, "san", "DNS name or IP for the certificate (repeatable; default NAME)")
+	fs.Var(&roles, "role", "Rampart role: agent, reporter, admin (repeatable)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("usage: pki token NAME [--san S]... [--role R]... [--ttl D]")
+	}
+	cfg, prov, err := loadCA(*cfgPath)
+	if err != nil {
+		return err
+	}
+	u := cfg.URL
+	if *caURL != "" {
+		u = *caURL
+	}
+	tok, err := prov.Token(u, client.TokenRequest{Subject: pos[0], SANs: sans, Roles: roles, TTL: *ttl})
+	if err != nil {
+		return err
+	}
+	fmt.Println(tok)
+	return nil
+}
+
+func cmdFingerprint(_ context.Context, args []string) error {
+	fs := flag.NewFlagSet("pki fingerprint", flag.ContinueOnError)
+	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := ca.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	fp, err := cfg.RootFingerprint()
+	if err != nil {
+		return err
+	}
+	fmt.Println(fp)
+	return nil
+}
+
+func caClient(cfg *ca.Config) (*client.Client, error) {
+	b, err := os.ReadFile(cfg.Path(cfg.RootCert))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509Pool(b)
+	return client.New(cfg.URL, pool)
+}
+
+func cmdRevoke(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("pki revoke", flag.ContinueOnError)
+	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
+	reason := fs.String("reason", "", "why (kept in the CA's store)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("usage: pki revoke SERIAL (decimal, or hex with 0x)")
+	}
+	cfg, prov, err := loadCA(*cfgPath)
+	if err != nil {
+		return err
+	}
+	c, err := caClient(cfg)
+	if err != nil {
+		return err
+	}
+	tok, err := prov.RevokeToken(cfg.URL, pos[0])
+	if err != nil {
+		return err
+	}
+	if err := c.Revoke(ctx, pos[0], tok, *reason); err != nil {
+		return fmt.Errorf("revoke %s: %w", pos[0], err)
+	}
+	fmt.Printf("revoked %s (passive: it can no longer be renewed)\n", pos[0])
+	return nil
+}
+
+func cmdSSHSign(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("pki ssh-sign", flag.ContinueOnError)
+	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
+	user := fs.String("user", "", "sign a user certificate for this principal")
+	var hosts listFlag
+	fs.Var(&hosts, "host", "sign a host certificate for this name (repeatable)")
+	keyPath := fs.String("key", "", "public key file (id_ed25519.pub, ssh_host_ed25519_key.pub)")
+	ttl := fs.Duration("ttl", 0, "certificate lifetime (default: the CA's, 16h user / 30d host)")
+	out := fs.String("out", "", "write the certificate here (default: KEY with .pub replaced by -cert.pub)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if (*user == "") == (len(hosts) == 0) || *keyPath == "" {
+		return errors.New("usage: pki ssh-sign (--user PRINCIPAL | --host NAME...) --key PUBKEY [--ttl D]")
+	}
+	raw, err := os.ReadFile(*keyPath)
+	if err != nil {
+		return err
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *keyPath, err)
+	}
+	cfg, prov, err := loadCA(*cfgPath)
+	if err != nil {
+		return err
+	}
+	c, err := caClient(cfg)
+	if err != nil {
+		return err
+	}
+	var cert *ssh.Certificate
+	if *user != "" {
+		cert, err = c.SignSSHUser(ctx, prov, pub, *user, *ttl)
+	} else {
+		cert, err = c.SignSSHHost(ctx, prov, pub, hosts, *ttl)
+	}
+	if err != nil {
+		return err
+	}
+	dst := *out
+	if dst == "" {
+		dst = trimSuffix(*keyPath, ".pub") + "-cert.pub"
+	}
+	if err := atomicfile.WriteFile(dst, ssh.MarshalAuthorizedKey(cert), atomicfile.Options{Mode: 0o644, UID: -1, GID: -1}); err != nil {
+		return err
+	}
+	fmt.Printf("%s: serial %d, principals %v, valid until %s\n", dst, cert.Serial, cert.ValidPrincipals, time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339))
+	return nil
+}
+
+func trimSuffix(s, suf string) string {
+	if len(s) >= len(suf) && s[len(s)-len(suf):] == suf {
+		return s[:len(s)-len(suf)]
+	}
+	return s
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampart-sec/rampart/pki/client"
+	"github.com/rampart-sec/rampart/pkg/metrics"
+)
+
+func x509Pool(pemData []byte) *x509.CertPool {
+	pool := x509.NewCertPool()
+	for {
+		var b *pem.Block
+		b, pemData = pem.Decode(pemData)
+		if b == nil {
+			return pool
+		}
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
+			pool.AddCert(c)
+		}
+	}
+}
+
+func fileFlags(fs *flag.FlagSet) func() (client.FileOptions, error) {
+	owner := fs.String("owner", "", "user owning the written files (default: current)")
+	group := fs.String("group", "", "group owning the written files")
+	keyMode := fs.String("key-mode", "0600", "mode of key.pem (0640 lets --group read it)")
+	return func() (client.FileOptions, error) {
+		m, err := strconv.ParseUint(*keyMode, 8, 32)
+		if err != nil {
+			return client.FileOptions{}, fmt.Errorf("--key-mode %q: %w", *keyMode, err)
+		}
+		return client.FileOptions{User: *owner, Group: *group, KeyMode: os.FileMode(m)}, nil
+	}
+}
+
+func readToken(tok, file string) (string, error) {
+	if tok != "" && file != "" {
+		return "", errors.New("give --token or --token-file, not both")
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", err
+		}
+		tok = string(b)
+	}
+	if tok = strings.TrimSpace(tok); tok == "" {
+		return "", errors.New("missing --token")
+	}
+	return tok, nil
+}
+
+func cmdBootstrap(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("pki bootstrap", flag.ContinueOnError)
+	caURL := fs.String("ca-url", "", "CA URL, e.g. https://ca.internal:9443")
+	fp := fs.String("fingerprint", "", "SHA-256 fingerprint of the CA root (pki init prints it)")
+	tok := fs.String("token", "", "one-time token from pki token")
+	tokFile := fs.String("token-file", "", "read the token from this file")
+	out := fs.String("out", "", "directory for key.pem, cert.pem, root.pem")
+	lifetime := fs.Duration("lifetime", 0, "ask for this certificate lifetime (default: the CA's, 24h)")
+	files := fileFlags(fs)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *caURL == "" || *fp == "" || *out == "" {
+		return errors.New("usage: pki bootstrap --ca-url URL --fingerprint SHA256 --token TOKEN --out DIR")
+	}
+	t, err := readToken(*tok, *tokFile)
+	if err != nil {
+		return err
+	}
+	fo, err := files()
+	if err != nil {
+		return err
+	}
+	b, err := client.Bootstrap(ctx, *caURL, *fp, t, *out, client.BootstrapOptions{Files: fo, Lifetime: *lifetime})
+	if err != nil {
+		return err
+	}
+	l := b.Leaf()
+	fmt.Printf("%s: %s serial %s, valid until %s\n", *out, l.Subject.CommonName, l.SerialNumber, l.NotAfter.UTC().Format(time.RFC3339))
+	return nil
+}
+
+func cmdRenew(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("pki renew", flag.ContinueOnError)
+	dir := fs.String("dir", "", "certificate directory written by pki bootstrap")
+	caURL := fs.String("ca-url", "", "CA URL (default: DIR/ca.url)")
+	daemon := fs.Bool("daemon", false, "keep running and renew at ~2/3 of every lifetime")
+	force := fs.Bool("force", false, "renew now even if not due (one-shot mode)")
+	execCmd := fs.String("exec", "", "reload hook run through /bin/sh after a successful renewal")
+	hookTimeout := fs.Duration("exec-timeout", 2*time.Minute, "reload hook timeout")
+	tokFile := fs.String("token-file", "", "fresh one-time token used to join again if the certificate expired or was revoked and the CA refuses to renew it")
+	textfile := fs.String("textfile", "", "write expiry metrics here (node_exporter textfile collector)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this address (daemon)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	files := fileFlags(fs)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return errors.New("usage: pki renew --dir DIR [--daemon] [--exec CMD]")
+	}
+	logger, err := newLogger(os.Stderr, *level, false)
+	if err != nil {
+		return err
+	}
+	fo, err := files()
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	r := &client.Renewer{Dir: *dir, CAURL: *caURL, Files: fo, Hook: *execCmd, HookTimeout: *hookTimeout,
+		RecoveryTokenFile: *tokFile, Textfile: *textfile, Logger: logger, Registry: reg}
+	if !*daemon {
+		renewed, err := r.RenewIfDue(ctx, *force)
+		if err != nil {
+			return err
+		}
+		if !renewed {
+			fmt.Println("not due yet")
+		}
+		return nil
+	}
+	if *metricsAddr != "" {
+		go func() {
+			if err := metrics.Serve(ctx, logger, *metricsAddr, reg); err != nil {
+				logger.Error("pki: metrics", "err", err)
+			}
+		}()
+	}
+	return r.Run(ctx)
+}

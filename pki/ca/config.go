@@ -1,0 +1,187 @@
+package ca
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rampart-sec/rampart/pkg/config"
+)
+
+// MinLeafLifetime is the shortest X.509 lifetime the CA will be configured
+// to issue.
+const MinLeafLifetime = 5 * time.Minute
+
+// Config is pki.yaml. Relative paths are relative to the file's directory.
+type Config struct {
+	// Listen is the address of the HTTPS API (default 127.0.0.1:9443).
+	Listen string `yaml:"listen"`
+	// URL is how hosts reach the CA (default https://<first dns name>:<port>).
+	URL string `yaml:"url"`
+	// DNSNames are the names (and IPs) in the CA's own TLS certificate and
+	// the audiences tokens are accepted for.
+	DNSNames []string `yaml:"dns_names"`
+
+	PasswordFile     string `yaml:"password_file"`
+	RootCert         string `yaml:"root_cert"`
+	IntermediateCert string `yaml:"intermediate_cert"`
+	IntermediateKey  string `yaml:"intermediate_key"`
+
+	Provisioner struct {
+		Name      string `yaml:"name"`
+		PublicKey string `yaml:"public_key"` // JWK
+		Key       string `yaml:"key"`        // JWE-encrypted private JWK
+	} `yaml:"provisioner"`
+
+	Store struct {
+		Type     string `yaml:"type"` // bbolt (default) or postgresql
+		Path     string `yaml:"path"` // bbolt file
+		DSN      string `yaml:"dsn"`  // postgresql: postgres://user@host/db
+		Database string `yaml:"database"`
+	} `yaml:"store"`
+
+	Leaf struct {
+		Default config.Duration `yaml:"default"` // 24h
+		Min     config.Duration `yaml:"min"`     // 5m, and never less
+		Max     config.Duration `yaml:"max"`     // 30d
+		// AllowRenewalAfterExpiry lets a host whose certificate expired
+		// (it slept, the CA was down) renew with a token signed by the old
+		// key. Revoked certificates are still refused.
+		AllowRenewalAfterExpiry bool `yaml:"allow_renewal_after_expiry"`
+	} `yaml:"leaf"`
+
+	SSH struct {
+		Enabled     bool            `yaml:"enabled"`
+		HostKey     string          `yaml:"host_key"`
+		UserKey     string          `yaml:"user_key"`
+		UserDefault config.Duration `yaml:"user_default"` // 16h
+		UserMax     config.Duration `yaml:"user_max"`     // 24h
+		HostDefault config.Duration `yaml:"host_default"` // 30d
+		HostMax     config.Duration `yaml:"host_max"`     // 1y
+	} `yaml:"ssh"`
+
+	// Policy limits the names the CA signs. Empty lists allow everything.
+	Policy struct {
+		// DNS entries use step's syntax: "*.rampart.internal" matches every
+		// name under rampart.internal, "localhost" only itself.
+		DNS []string `yaml:"dns"`
+		IP  []string `yaml:"ip"` // CIDRs or single addresses
+	} `yaml:"policy"`
+
+	// Roles are the role names tokens may carry (urn:rampart:role:<role>).
+	Roles []string `yaml:"roles"`
+
+	// Metrics is the Prometheus listen address; empty disables.
+	Metrics string `yaml:"metrics"`
+	// AuditLog receives one JSON line per issued certificate; empty or "-"
+	// writes to the daemon's log.
+	AuditLog string `yaml:"audit_log"`
+
+	dir string
+}
+
+// LoadConfig reads pki.yaml strictly.
+func LoadConfig(path string) (*Config, error) {
+	var c Config
+	if err := config.Load(path, &c); err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	c.dir = abs
+	if err := c.setDefaults(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Dir is the directory relative paths are resolved against.
+func (c *Config) Dir() string { return c.dir }
+
+// Path resolves p against the config directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// DefaultRoles are the roles blocklistd and the bastion authorize on.
+var defaultRoles = []string{"agent", "reporter", "admin"}
+
+func (c *Config) setDefaults() error {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:9443"
+	}
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %q: %w", c.Listen, err)
+	}
+	if len(c.DNSNames) == 0 {
+		c.DNSNames = []string{"localhost"}
+		if host != "" && host != "localhost" {
+			c.DNSNames = append(c.DNSNames, host)
+		}
+	}
+	if c.URL == "" {
+		c.URL = "https://" + net.JoinHostPort(c.DNSNames[0], port)
+	}
+	if !strings.HasPrefix(c.URL, "https://") {
+		return fmt.Errorf("url %q: want https://", c.URL)
+	}
+	if c.Provisioner.Name == "" {
+		c.Provisioner.Name = "rampart"
+	}
+	switch c.Store.Type {
+	case "", "bbolt":
+		c.Store.Type = "bbolt"
+		if c.Store.Path == "" {
+			c.Store.Path = "db.bolt"
+		}
+	case "postgresql", "postgres":
+		c.Store.Type = "postgresql"
+		if c.Store.DSN == "" {
+			return fmt.Errorf("store: type postgresql needs dsn")
+		}
+		if c.Store.Database == "" {
+			c.Store.Database = "rampart_pki"
+		}
+	default:
+		return fmt.Errorf("store: type %q: want bbolt or postgresql", c.Store.Type)
+	}
+	def := func(d *config.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = config.Duration(v)
+		}
+	}
+	def(&c.Leaf.Default, 24*time.Hour)
+	def(&c.Leaf.Min, MinLeafLifetime)
+	def(&c.Leaf.Max, 30*24*time.Hour)
+	def(&c.SSH.UserDefault, 16*time.Hour)
+	def(&c.SSH.UserMax, 24*time.Hour)
+	def(&c.SSH.HostDefault, 30*24*time.Hour)
+	def(&c.SSH.HostMax, 365*24*time.Hour)
+	if time.Duration(c.Leaf.Min) < MinLeafLifetime {
+		return fmt.Errorf("leaf: min %s is below the 5m floor", c.Leaf.Min)
+	}
+	if c.Leaf.Default < c.Leaf.Min || c.Leaf.Default > c.Leaf.Max {
+		return fmt.Errorf("leaf: default %s is outside min %s and max %s", c.Leaf.Default, c.Leaf.Min, c.Leaf.Max)
+	}
+	for _, p := range c.Policy.IP {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err2 := netip.ParseAddr(p); err2 != nil {
+				return fmt.Errorf("policy: ip %q: %w", p, err)
+			}
+		}
+	}
+	if len(c.Roles) == 0 {
+		c.Roles = slices.Clone(defaultRoles)
+	}
+	return nil
+}

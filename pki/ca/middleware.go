@@ -1,0 +1,349 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/smallstep/certificates/authority"
+	"github.com/smallstep/certificates/db"
+	"golang.org/x/crypto/ssh"
+
+	apilog "github.com/smallstep/certificates/api/log"
+
+	"github.com/rampart-sec/rampart/pki/client"
+)
+
+// maxBody bounds every request body the CA reads.
+const maxBody = 1 << 20
+
+// recorder buffers a response so that refusals can be explained (step-ca
+// hides most reasons behind a generic 401) and issuances audited.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+	err    error // what the step handler reported through its error logger
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+}
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.body.Write(p)
+}
+
+// routeOf maps a path onto a bounded set of metric labels.
+func routeOf(p string) string {
+	p = strings.TrimPrefix(p, "/1.0")
+	switch {
+	case strings.HasPrefix(p, "/root/"):
+		return "/root/{sha}"
+	case strings.HasPrefix(p, "/provisioners"):
+		return "/provisioners"
+	case strings.HasPrefix(p, "/ssh/config"):
+		return "/ssh/config"
+	}
+	switch p {
+	case "/version", "/health", "/sign", "/renew", "/rekey", "/revoke", "/crl", "/roots", "/roots.pem",
+		"/intermediates", "/intermediates.pem", "/federation", "/ssh/sign", "/ssh/renew", "/ssh/revoke",
+		"/ssh/rekey", "/ssh/roots", "/ssh/federation", "/ssh/check-host", "/ssh/hosts", "/ssh/bastion":
+		return p
+	}
+	return "other"
+}
+
+func (s *Server) wrap(next http.Handler, _ context.Context) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		route := routeOf(r.URL.Path)
+		ctx := authority.NewContext(r.Context(), s.auth)
+		if d := s.auth.GetDatabase(); d != nil {
+			ctx = db.NewContext(ctx, d)
+		}
+		ctx = apilog.WithErrorLogger(ctx, func(w http.ResponseWriter, _ *http.Request, err error) {
+			if rec, ok := w.(*recorder); ok {
+				rec.err = err
+			}
+		})
+		var body []byte
+		if r.Body != nil && r.Method == http.MethodPost {
+			var err error
+			body, err = io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+			if err != nil || len(body) > maxBody {
+				s.refuse(w, r, route, start, http.StatusRequestEntityTooLarge, "request body too large or unreadable", err)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		if err := s.precheck(route, body); err != nil {
+			s.refuse(w, r, route, start, http.StatusForbidden, err.Error(), err)
+			return
+		}
+		rec := &recorder{header: http.Header{}}
+		next.ServeHTTP(rec, r.WithContext(ctx))
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		if rec.status >= 400 {
+			msg := explain(rec.err, rec.body.Bytes())
+			s.logRefusal(r, route, rec.status, msg, rec.err)
+			if msg != "" {
+				rec.body.Reset()
+				_ = json.NewEncoder(&rec.body).Encode(map[string]any{"status": rec.status, "message": msg})
+				rec.header.Set("Content-Type", "application/json")
+				rec.header.Del("Content-Length")
+			}
+		} else if rec.status/100 == 2 {
+			s.auditIssued(r, route, body, rec.body.Bytes())
+		}
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.status)
+		_, _ = w.Write(rec.body.Bytes())
+		s.m.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+		s.m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, route string, start time.Time, status int, msg string, err error) {
+	s.logRefusal(r, route, status, msg, err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "message": msg})
+	s.m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	s.m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+}
+
+func (s *Server) logRefusal(r *http.Request, route string, status int, msg string, err error) {
+	attrs := []any{"route", route, "status", status, "remote", r.RemoteAddr, "reason", msg}
+	if err != nil {
+		attrs = append(attrs, "err", err.Error())
+	}
+	level := slog.LevelWarn
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	s.logger.Log(r.Context(), level, "pki: request refused", attrs...)
+}
+
+// explain turns step-ca's internal reason into a message the requester can
+// act on. It only names outcomes the requester already controls (its token,
+// its names, its certificate); everything else keeps step-ca's wording.
+func explain(err error, body []byte) string {
+	var reason string
+	if err != nil {
+		reason = err.Error()
+	}
+	var resp struct {
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal(body, &resp)
+	l := strings.ToLower(reason)
+	switch {
+	case strings.Contains(l, "token already used"):
+		return "token already used: a one-time token works once; mint a new one with pki token"
+	case strings.Contains(l, "token is expired"):
+		return "token expired: mint a new one with pki token"
+	case strings.Contains(l, "token not valid yet"), strings.Contains(l, "validation failed, token not valid yet"):
+		return "token not valid yet (check the clocks)"
+	case strings.Contains(l, "does not contain the valid"):
+		if i := strings.Index(l, "certificate request does not contain"); i >= 0 {
+			return "token not valid for the requested names: " + reason[i:]
+		}
+		return "token not valid for the requested names"
+	case strings.Contains(l, "audience"):
+		return "token was minted for another CA URL (aud)"
+	case strings.Contains(l, "provisioner not found"):
+		return "token not signed by a provisioner of this CA"
+	case strings.Contains(l, "has been revoked"):
+		return "certificate revoked: renewal refused; join again with a fresh token"
+	case strings.Contains(l, "error parsing"), strings.Contains(l, "compact jws format must have three parts"):
+		return "malformed token"
+	case strings.Contains(l, "error in cryptographic primitive"):
+		return "token signature invalid"
+	case strings.Contains(l, "renew is disabled"), strings.Contains(l, "renewal after expiry"), strings.Contains(l, "is expired"):
+		return "certificate expired and renewal after expiry is not allowed: join again with a fresh token"
+	}
+	return resp.Message
+}
+
+// precheck applies the name policy before step-ca signs anything.
+func (s *Server) precheck(route string, body []byte) error {
+	switch route {
+	case "/sign":
+		var req struct {
+			CSR string `json:"csr"`
+		}
+		if json.Unmarshal(body, &req) != nil {
+			return nil // step-ca answers 400
+		}
+		blk, _ := pem.Decode([]byte(req.CSR))
+		if blk == nil {
+			return nil
+		}
+		csr, err := x509.ParseCertificateRequest(blk.Bytes)
+		if err != nil {
+			return nil
+		}
+		return s.policy.check(csr)
+	case "/ssh/sign":
+		var req struct {
+			OTT string `json:"ott"`
+		}
+		if json.Unmarshal(body, &req) != nil {
+			return nil
+		}
+		certType, principals := sshTokenRequest(req.OTT)
+		if certType == "host" {
+			return s.policy.checkSSHHost(principals)
+		}
+	}
+	return nil
+}
+
+func sshTokenRequest(tok string) (string, []string) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return "", nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", nil
+	}
+	var c struct {
+		Step struct {
+			SSH struct {
+				CertType   string   `json:"certType"`
+				Principals []string `json:"principals"`
+			} `json:"ssh"`
+		} `json:"step"`
+	}
+	if json.Unmarshal(raw, &c) != nil {
+		return "", nil
+	}
+	return c.Step.SSH.CertType, c.Step.SSH.Principals
+}
+
+// stepProvisionerOID is step-ca's certificate extension naming the
+// provisioner that authorized the certificate.
+var stepProvisionerOID = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 37476, 9000, 64, 1}
+
+func provisionerOf(c *x509.Certificate) string {
+	for _, e := range c.Extensions {
+		if !e.Id.Equal(stepProvisionerOID) {
+			continue
+		}
+		var v struct {
+			Type         int
+			Name         []byte
+			CredentialID []byte
+			Pairs        []string `asn1:"optional,omitempty"`
+		}
+		if _, err := asn1.Unmarshal(e.Value, &v); err == nil {
+			return string(v.Name)
+		}
+	}
+	return ""
+}
+
+// auditIssued writes one line per certificate: who asked (address, token
+// or peer certificate), which provisioner authorized it, for which names,
+// with which serial and lifetime.
+func (s *Server) auditIssued(r *http.Request, route string, reqBody, respBody []byte) {
+	op := map[string]string{"/sign": "x509-sign", "/renew": "x509-renew", "/rekey": "x509-rekey", "/ssh/sign": "ssh-sign", "/ssh/renew": "ssh-renew", "/ssh/rekey": "ssh-rekey", "/revoke": "x509-revoke"}[route]
+	if op == "" {
+		return
+	}
+	attrs := []any{"op", op, "requester", r.RemoteAddr}
+	var req struct {
+		OTT    string `json:"ott"`
+		Serial string `json:"serial"`
+	}
+	_ = json.Unmarshal(reqBody, &req)
+	tokProv := ""
+	if req.OTT != "" {
+		if info, err := client.ParseToken(req.OTT); err == nil {
+			attrs = append(attrs, "token_id", info.ID, "token_subject", info.Subject)
+			tokProv = info.Provisioner
+		}
+	}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		p := r.TLS.PeerCertificates[0]
+		attrs = append(attrs, "peer", p.Subject.CommonName, "peer_serial", p.SerialNumber.String())
+	}
+	switch {
+	case op == "x509-revoke":
+		attrs = append(attrs, "provisioner", tokProv, "serial", req.Serial)
+	case strings.HasPrefix(op, "x509"):
+		var resp struct {
+			Crt string `json:"crt"`
+		}
+		_ = json.Unmarshal(respBody, &resp)
+		certs, err := parsePEMCerts([]byte(resp.Crt))
+		if err != nil {
+			return
+		}
+		c := certs[0]
+		var names []string
+		names = append(names, c.DNSNames...)
+		for _, ip := range c.IPAddresses {
+			names = append(names, ip.String())
+		}
+		for _, u := range c.URIs {
+			names = append(names, u.String())
+		}
+		attrs = append(attrs, "provisioner", provisionerOf(c), "subject", c.Subject.CommonName, "names", names,
+			"serial", c.SerialNumber.String(), "not_before", c.NotBefore.UTC(), "not_after", c.NotAfter.UTC(),
+			"lifetime", c.NotAfter.Sub(c.NotBefore).String())
+	default:
+		var resp struct {
+			Crt string `json:"crt"`
+		}
+		_ = json.Unmarshal(respBody, &resp)
+		der, err := base64.StdEncoding.DecodeString(resp.Crt)
+		if err != nil {
+			return
+		}
+		k, err := ssh.ParsePublicKey(der)
+		if err != nil {
+			return
+		}
+		c, ok := k.(*ssh.Certificate)
+		if !ok {
+			return
+		}
+		typ := "user"
+		if c.CertType == ssh.HostCert {
+			typ = "host"
+		}
+		va, vb := time.Unix(int64(c.ValidAfter), 0).UTC(), time.Unix(int64(c.ValidBefore), 0).UTC()
+		attrs = append(attrs, "provisioner", tokProv, "ssh_type", typ, "key_id", c.KeyId, "names", c.ValidPrincipals,
+			"serial", strconv.FormatUint(c.Serial, 10), "not_before", va, "not_after", vb, "lifetime", vb.Sub(va).String())
+	}
+	s.audit.Info("pki: issued", attrs...)
+}
+
+// ErrNotServing is returned by helpers that need a running CA.
+var ErrNotServing = errors.New("CA not reachable")
+
+func wrapf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -1,0 +1,300 @@
+package ca
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/smallstep/certificates/api"
+	apilog "github.com/smallstep/certificates/api/log"
+	"github.com/smallstep/certificates/authority"
+	stepconfig "github.com/smallstep/certificates/authority/config"
+	"github.com/smallstep/certificates/authority/provisioner"
+	"github.com/smallstep/certificates/db"
+	"go.step.sm/crypto/jose"
+
+	"github.com/rampart-sec/rampart/pki/client"
+)
+
+// Server is a running CA: step-ca's authority behind step-ca's HTTP API,
+// wrapped in Rampart's policy, error, audit and metrics layers.
+type Server struct {
+	cfg     *Config
+	auth    *authority.Authority
+	logger  *slog.Logger
+	audit   *slog.Logger
+	auditW  io.Closer
+	root    *x509.Certificate
+	handler http.Handler
+	tlsConf *tls.Config
+	m       *serverMetrics
+	policy  *namePolicy
+
+	tlsMu   sync.Mutex
+	tlsCert *tls.Certificate
+}
+
+// New opens the store and builds the authority described by cfg. reg may be
+// nil. Close releases the store.
+func New(ctx context.Context, cfg *Config, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	pw, err := client.ReadPassword(cfg.Path(cfg.PasswordFile))
+	if err != nil {
+		return nil, fmt.Errorf("pki serve: %w", err)
+	}
+	sc, err := cfg.stepConfig(pw)
+	if err != nil {
+		return nil, fmt.Errorf("pki serve: %w", err)
+	}
+	pol, err := newNamePolicy(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pki serve: policy: %w", err)
+	}
+	s := &Server{cfg: cfg, logger: logger, m: newServerMetrics(reg), policy: pol}
+	auth, err := authority.New(sc,
+		authority.WithPassword(pw),
+		authority.WithSSHHostPassword(pw),
+		authority.WithSSHUserPassword(pw),
+		authority.WithQuietInit(),
+		authority.WithMeter(s.m),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("pki serve: start authority (store %s): %w", cfg.Store.Type, err)
+	}
+	s.auth = auth
+	s.root = auth.GetRootCertificate()
+	if err := s.openAudit(); err != nil {
+		_ = auth.Shutdown()
+		return nil, err
+	}
+	if err := s.buildTLS(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("pki serve: TLS: %w", err)
+	}
+	s.handler = s.buildHandler()
+	return s, nil
+}
+
+func (c *Config) stepConfig(pw []byte) (*stepconfig.Config, error) {
+	pubJSON, err := os.ReadFile(c.Path(c.Provisioner.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("provisioner public key: %w", err)
+	}
+	var jwk jose.JSONWebKey
+	if err := json.Unmarshal(pubJSON, &jwk); err != nil {
+		return nil, fmt.Errorf("provisioner public key %s: %w", c.Path(c.Provisioner.PublicKey), err)
+	}
+	d := func(v time.Duration) *provisioner.Duration { return &provisioner.Duration{Duration: v} }
+	yes, renewAfter := true, c.Leaf.AllowRenewalAfterExpiry
+	claims := &provisioner.Claims{
+		MinTLSDur:               d(time.Duration(c.Leaf.Min)),
+		MaxTLSDur:               d(time.Duration(c.Leaf.Max)),
+		DefaultTLSDur:           d(time.Duration(c.Leaf.Default)),
+		AllowRenewalAfterExpiry: &renewAfter,
+	}
+	if c.SSH.Enabled {
+		claims.EnableSSHCA = &yes
+		claims.MinUserSSHDur = d(time.Minute)
+		claims.DefaultUserSSHDur = d(time.Duration(c.SSH.UserDefault))
+		claims.MaxUserSSHDur = d(time.Duration(c.SSH.UserMax))
+		claims.MinHostSSHDur = d(5 * time.Minute)
+		claims.DefaultHostSSHDur = d(time.Duration(c.SSH.HostDefault))
+		claims.MaxHostSSHDur = d(time.Duration(c.SSH.HostMax))
+	}
+	sc := &stepconfig.Config{
+		Root:             []string{c.Path(c.RootCert)},
+		IntermediateCert: c.Path(c.IntermediateCert),
+		IntermediateKey:  c.Path(c.IntermediateKey),
+		Address:          c.Listen,
+		DNSNames:         c.DNSNames,
+		Password:         string(pw),
+		AuthorityConfig: &stepconfig.AuthConfig{
+			Provisioners: provisioner.List{&provisioner.JWK{
+				Type:   "JWK",
+				Name:   c.Provisioner.Name,
+				Key:    &jwk,
+				Claims: claims,
+			}},
+			// Tokens outlive restarts: the used-token table in the store,
+			// not the CA's start time, is what stops replays.
+			DisableIssuedAtCheck: true,
+		},
+	}
+	switch c.Store.Type {
+	case "bbolt":
+		sc.DB = &db.Config{Type: "bbolt", DataSource: c.Path(c.Store.Path)}
+	case "postgresql":
+		sc.DB = &db.Config{Type: "postgresql", DataSource: c.Store.DSN, Database: c.Store.Database}
+	}
+	if c.SSH.Enabled {
+		sc.SSH = &stepconfig.SSHConfig{HostKey: c.Path(c.SSH.HostKey), UserKey: c.Path(c.SSH.UserKey)}
+	}
+	return sc, nil
+}
+
+func (s *Server) openAudit() error {
+	if s.cfg.AuditLog == "" || s.cfg.AuditLog == "-" {
+		s.audit = s.logger.With("log", "audit")
+		return nil
+	}
+	p := s.cfg.Path(s.cfg.AuditLog)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("pki serve: audit log: %w", err)
+	}
+	s.auditW = f
+	s.audit = slog.New(slog.NewJSONHandler(f, nil))
+	return nil
+}
+
+// buildTLS serves the CA's own certificate (issued by its intermediate for
+// DNSNames, renewed at two thirds of its life) and asks for, but does not
+// require, client certificates: /renew authenticates with them.
+func (s *Server) buildTLS() error {
+	if _, err := s.serverCert(); err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	for _, c := range s.auth.GetRootCertificates() {
+		pool.AddCert(c)
+	}
+	for _, c := range s.auth.GetIntermediateCertificates() {
+		pool.AddCert(c)
+	}
+	s.tlsConf = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  pool,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.serverCert()
+		},
+	}
+	return nil
+}
+
+func (s *Server) serverCert() (*tls.Certificate, error) {
+	s.tlsMu.Lock()
+	defer s.tlsMu.Unlock()
+	if c := s.tlsCert; c != nil && time.Now().Before(client.RenewAt(c.Leaf.NotBefore, c.Leaf.NotAfter, 0)) {
+		return c, nil
+	}
+	c, err := s.auth.GetTLSCertificate()
+	if err != nil {
+		if s.tlsCert != nil {
+			s.logger.Error("pki: renew the CA's own TLS certificate", "err", err)
+			return s.tlsCert, nil
+		}
+		return nil, err
+	}
+	if c.Leaf == nil {
+		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return nil, err
+		}
+	}
+	s.tlsCert = c
+	return c, nil
+}
+
+func (s *Server) buildHandler() http.Handler {
+	mux := chi.NewRouter()
+	api.Route(mux)
+	mux.Route("/1.0", func(r chi.Router) { api.Route(r) })
+	base := authority.NewContext(context.Background(), s.auth)
+	if d := s.auth.GetDatabase(); d != nil {
+		base = db.NewContext(base, d)
+	}
+	base = apilog.WithErrorLogger(base, func(w http.ResponseWriter, _ *http.Request, err error) {
+		if rec, ok := w.(*recorder); ok {
+			rec.err = err
+		}
+	})
+	return s.wrap(mux, base)
+}
+
+// Handler is the HTTP API (for tests and for embedding behind another
+// listener); it expects TLS to be terminated with [Server.TLSConfig].
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// TLSConfig is the server-side TLS configuration.
+func (s *Server) TLSConfig() *tls.Config { return s.tlsConf }
+
+// Root is the CA's root certificate.
+func (s *Server) Root() *x509.Certificate { return s.root }
+
+// Fingerprint is the SHA-256 fingerprint hosts pin.
+func (s *Server) Fingerprint() string { return client.Fingerprint(s.root) }
+
+// Serve answers on ln (TLS is added here) until ctx ends.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		TLSConfig:         s.tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-done:
+			return
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	defer close(done)
+	s.logger.Info("pki: serving", "addr", ln.Addr().String(), "url", s.cfg.URL, "fingerprint", s.Fingerprint(), "store", s.cfg.Store.Type)
+	err := srv.ServeTLS(ln, "", "")
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close releases the store and the audit log.
+func (s *Server) Close() error {
+	err := s.auth.Shutdown()
+	if s.auditW != nil {
+		err = errors.Join(err, s.auditW.Close())
+	}
+	return err
+}
+
+// Provisioner loads the token-minting key (it needs the password file).
+func (c *Config) LoadProvisioner(rootSHA string) (*client.Provisioner, error) {
+	return client.LoadProvisioner(c.Provisioner.Name, c.Path(c.Provisioner.Key), c.Path(c.PasswordFile), rootSHA)
+}
+
+// RootFingerprint reads the root certificate named in the config.
+func (c *Config) RootFingerprint() (string, error) {
+	b, err := os.ReadFile(c.Path(c.RootCert))
+	if err != nil {
+		return "", fmt.Errorf("root certificate: %w", err)
+	}
+	certs, err := parsePEMCerts(b)
+	if err != nil {
+		return "", fmt.Errorf("root certificate %s: %w", c.Path(c.RootCert), err)
+	}
+	return client.Fingerprint(certs[0]), nil
+}
