@@ -1,0 +1,71 @@
+package testenv_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"net"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/rampart-sec/rampart/test/testenv"
+)
+
+func TestStartSSHD(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	user, _ := gossh.NewSignerFromKey(priv)
+	_, capriv, _ := ed25519.GenerateKey(rand.Reader)
+	hostCA, _ := gossh.NewSignerFromKey(capriv)
+	s := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []gossh.PublicKey{user.PublicKey()}, HostCA: hostCA})
+
+	checker := &gossh.CertChecker{IsHostAuthority: func(k gossh.PublicKey, _ string) bool {
+		return string(k.Marshal()) == string(hostCA.PublicKey().Marshal())
+	}}
+	cfg := &gossh.ClientConfig{User: "root", Auth: []gossh.AuthMethod{gossh.PublicKeys(user)},
+		HostKeyCallback: checker.CheckHostKey, Timeout: 10 * time.Second}
+	c, err := gossh.Dial("tcp", s.Addr, cfg)
+	if err != nil {
+		t.Fatalf("dial %s: %v", s.Addr, err)
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := sess.Output("echo hello")
+	if err != nil || string(out) != "hello\n" {
+		t.Fatalf("exec: %q, %v", out, err)
+	}
+
+	// The plain host key is what a pinning client sees without the CA.
+	pinned := &gossh.ClientConfig{User: "root", Auth: []gossh.AuthMethod{gossh.PublicKeys(user)},
+		HostKeyAlgorithms: []string{gossh.KeyAlgoED25519},
+		HostKeyCallback:   gossh.FixedHostKey(s.HostKey), Timeout: 10 * time.Second}
+	c2, err := gossh.Dial("tcp", s.Addr, pinned)
+	if err != nil {
+		t.Fatalf("pinned dial: %v", err)
+	}
+	c2.Close()
+	if _, _, err := net.SplitHostPort(s.Addr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStartSSHDInNamespace(t *testing.T) {
+	h := testenv.NewHost(t)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	user, _ := gossh.NewSignerFromKey(priv)
+	s := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []gossh.PublicKey{user.PublicKey()}, Host: h})
+	err := h.Do(func() error {
+		c, err := gossh.Dial("tcp", s.Addr, &gossh.ClientConfig{User: "root", Auth: []gossh.AuthMethod{gossh.PublicKeys(user)},
+			HostKeyCallback: gossh.FixedHostKey(s.HostKey), HostKeyAlgorithms: []string{gossh.KeyAlgoED25519}, Timeout: 10 * time.Second})
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	if err != nil {
+		t.Fatalf("ssh into the namespace's sshd: %v", err)
+	}
+}
