@@ -2,9 +2,191 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rampart-sec/rampart/bastion/recorded"
+	"github.com/rampart-sec/rampart/bastion/recorded/asciicast"
 )
 
-func cmdReplay(ctx context.Context, args []string) error   { return errors.New("not implemented yet") }
-func cmdSessions(ctx context.Context, args []string) error { return errors.New("not implemented yet") }
-func cmdWatch(ctx context.Context, args []string) error    { return errors.New("not implemented yet") }
+// defaultRecordingsDir is where `bastion serve` keeps recordings unless its
+// config says otherwise.
+const defaultRecordingsDir = "/var/lib/rampart/bastion/recordings"
+
+// parseInterspersed parses flags that may come before or after the
+// positional arguments ("replay FILE --speed 2").
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func cmdReplay(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bastion replay", flag.ContinueOnError)
+	speed := fs.Float64("speed", 1, "playback speed multiplier")
+	idle := fs.Float64("idle-limit", 0, "cap pauses at this many `seconds` (0: the recording's own limit, if any)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: bastion replay FILE [--speed N] [--idle-limit S]\n\nPlays a recorded session (asciicast v2) in the terminal.\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errors.New("want exactly one recording FILE")
+	}
+	if *speed <= 0 {
+		return fmt.Errorf("--speed %v: must be positive", *speed)
+	}
+	if *idle < 0 {
+		return fmt.Errorf("--idle-limit %v: must not be negative", *idle)
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rd, err := asciicast.NewReader(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", pos[0], err)
+	}
+	err = asciicast.Play(ctx, os.Stdout, rd, asciicast.PlayOptions{
+		Speed: *speed, IdleLimit: time.Duration(*idle * float64(time.Second)),
+	})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", pos[0], err)
+	}
+	return nil
+}
+
+func cmdSessions(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bastion sessions", flag.ContinueOnError)
+	dir := fs.String("dir", defaultRecordingsDir, "recordings `directory`")
+	asJSON := fs.Bool("json", false, "print JSON Lines")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: bastion sessions [--dir DIR] [--json]\n\nLists live and past recorded sessions: live (being recorded), ended, or\ninterrupted (the recorder died; the file holds up to its last flush).\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected argument %q", pos[0])
+	}
+	recs, err := recorded.List(*dir)
+	if err != nil {
+		return err
+	}
+	return printSessions(os.Stdout, recs, *asJSON)
+}
+
+func printSessions(w io.Writer, recs []recorded.Recording, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		for _, r := range recs {
+			v := map[string]any{
+				"id": r.ID, "state": r.State, "file": r.Path, "bytes": r.Size,
+				"user": r.Header.User, "source": r.Header.Source, "target": r.Header.Target,
+				"remote_user": r.Header.RemoteUser, "command": r.Header.Command,
+				"start":      time.Unix(r.Header.Timestamp, 0).UTC().Format(time.RFC3339),
+				"duration_s": r.Duration.Seconds(),
+			}
+			if r.Err != nil {
+				v["error"] = r.Err.Error()
+			}
+			if err := enc.Encode(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tSTART (UTC)\tDURATION\tUSER\tTARGET\tSOURCE\tSIZE\tCOMMAND")
+	for _, r := range recs {
+		start := "?"
+		if r.Header.Timestamp > 0 {
+			start = time.Unix(r.Header.Timestamp, 0).UTC().Format("2006-01-02 15:04:05")
+		}
+		cmd := r.Header.Command
+		if r.Err != nil {
+			cmd = "(unreadable: " + r.Err.Error() + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.State, start,
+			r.Duration.Round(time.Second), r.Header.User, r.Header.Target, r.Header.Source, humanBytes(r.Size), cmd)
+	}
+	return tw.Flush()
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return strconv.FormatFloat(float64(n)/(1<<30), 'f', 1, 64) + "G"
+	case n >= 1<<20:
+		return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + "M"
+	case n >= 1<<10:
+		return strconv.FormatFloat(float64(n)/(1<<10), 'f', 1, 64) + "K"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func cmdWatch(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bastion watch", flag.ContinueOnError)
+	dir := fs.String("dir", defaultRecordingsDir, "recordings `directory`")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: bastion watch ID [--dir DIR]\n\nFollows a live session read-only, from its start, like tail -f; returns when\nthe session ends. Ctrl-C stops watching (the session goes on). IDs come\nfrom `bastion sessions`.\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errors.New("want exactly one session ID")
+	}
+	err = recorded.Follow(ctx, *dir, pos[0], os.Stdout, recorded.FollowOptions{
+		OnHeader: func(h asciicast.Header) {
+			fmt.Fprintf(os.Stderr, "bastion watch: %s@%s from %s, terminal %dx%d (read-only; Ctrl-C stops watching)\r\n",
+				h.User, h.Target, h.Source, h.Width, h.Height)
+		},
+	})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	if err == nil {
+		fmt.Fprintf(os.Stderr, "\r\nbastion watch: session %s ended\r\n", pos[0])
+	}
+	return err
+}
