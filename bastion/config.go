@@ -44,8 +44,8 @@ type Config struct {
 	Blocklist  *BlocklistConfig `yaml:"blocklist"`
 	Recording  RecordingConfig  `yaml:"recording"`
 
-	Targets []TargetConfig         `yaml:"targets"`
-	Groups  map[string]GroupConfig `yaml:"groups"`
+	Targets []TargetConfig         `yaml:"targets,omitempty"`
+	Groups  map[string]GroupConfig `yaml:"groups,omitempty"`
 	Users   map[string]*UserConfig `yaml:"users"`
 
 	// dir is the config file's directory: relative paths start there.
@@ -129,7 +129,7 @@ type TargetConfig struct {
 
 // GroupConfig lists what a group's members may reach.
 type GroupConfig struct {
-	Targets []string `yaml:"targets"`
+	Targets []string `yaml:"targets,omitempty"`
 }
 
 // Second-factor choices.
@@ -142,12 +142,12 @@ const (
 // UserConfig is one person: how they prove who they are and where they
 // may go. In users_dir each file NAME.yaml holds one UserConfig.
 type UserConfig struct {
-	Keys         []string `yaml:"keys"`
-	Principals   []string `yaml:"principals"`
-	Groups       []string `yaml:"groups"`
-	Targets      []string `yaml:"targets"`
-	SecondFactor string   `yaml:"second_factor"`
-	DuoUsername  string   `yaml:"duo_username"`
+	Keys         []string `yaml:"keys,omitempty"`
+	Principals   []string `yaml:"principals,omitempty"`
+	Groups       []string `yaml:"groups,omitempty"`
+	Targets      []string `yaml:"targets,omitempty"`
+	SecondFactor string   `yaml:"second_factor,omitempty"`
+	DuoUsername  string   `yaml:"duo_username,omitempty"`
 }
 
 // LoadConfig reads the file at path (and users_dir, when set), fills in
@@ -187,6 +187,9 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 func (c *Config) loadUsersDir() error {
 	dir := c.Path(c.UsersDir)
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // nobody added yet
+	}
 	if err != nil {
 		return fmt.Errorf("bastion: users_dir: %w", err)
 	}
