@@ -5,16 +5,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/rampart-sec/rampart/pki/ca"
-	"github.com/rampart-sec/rampart/pki/client"
 	"github.com/rampart-sec/rampart/pkg/atomicfile"
 	"github.com/rampart-sec/rampart/pkg/metrics"
+	"github.com/rampart-sec/rampart/pki/ca"
+	"github.com/rampart-sec/rampart/pki/client"
 )
 
 func cmdInit(_ context.Context, args []string) error {
@@ -159,6 +160,11 @@ func cmdRevoke(ctx context.Context, args []string) error {
 	if len(pos) != 1 {
 		return errors.New("usage: pki revoke SERIAL (decimal, or hex with 0x)")
 	}
+	sn, ok := new(big.Int).SetString(pos[0], 0)
+	if !ok || sn.Sign() <= 0 {
+		return fmt.Errorf("serial %q: want a decimal number or hex with 0x", pos[0])
+	}
+	serial := sn.String()
 	cfg, prov, err := loadCA(*cfgPath)
 	if err != nil {
 		return err
@@ -167,11 +173,11 @@ func cmdRevoke(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	tok, err := prov.RevokeToken(cfg.URL, pos[0])
+	tok, err := prov.RevokeToken(cfg.URL, serial)
 	if err != nil {
 		return err
 	}
-	if err := c.Revoke(ctx, pos[0], tok, *reason); err != nil {
+	if err := c.Revoke(ctx, serial, tok, *reason); err != nil {
 		return fmt.Errorf("revoke %s: %w", pos[0], err)
 	}
 	fmt.Printf("revoked %s (passive: it can no longer be renewed)\n", pos[0])

@@ -14,8 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rampart-sec/rampart/pki/client"
 	"github.com/rampart-sec/rampart/pkg/metrics"
+	"github.com/rampart-sec/rampart/pki/client"
 )
 
 func x509Pool(pemData []byte) *x509.CertPool {

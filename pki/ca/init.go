@@ -22,8 +22,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
-	"github.com/rampart-sec/rampart/pki/client"
 	"github.com/rampart-sec/rampart/pkg/atomicfile"
+	"github.com/rampart-sec/rampart/pki/client"
 )
 
 // InitOptions describe a new CA.

@@ -2,14 +2,11 @@ package ca
 
 import (
 	"bytes"
-	"context"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -71,7 +68,7 @@ func routeOf(p string) string {
 	return "other"
 }
 
-func (s *Server) wrap(next http.Handler, _ context.Context) http.Handler {
+func (s *Server) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		route := routeOf(r.URL.Path)
@@ -342,8 +339,3 @@ func (s *Server) auditIssued(r *http.Request, route string, reqBody, respBody []
 	}
 	s.audit.Info("pki: issued", attrs...)
 }
-
-// ErrNotServing is returned by helpers that need a running CA.
-var ErrNotServing = errors.New("CA not reachable")
-
-func wrapf(format string, args ...any) error { return fmt.Errorf(format, args...) }

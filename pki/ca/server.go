@@ -18,7 +18,6 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/smallstep/certificates/api"
-	apilog "github.com/smallstep/certificates/api/log"
 	"github.com/smallstep/certificates/authority"
 	stepconfig "github.com/smallstep/certificates/authority/config"
 	"github.com/smallstep/certificates/authority/provisioner"
@@ -216,16 +215,7 @@ func (s *Server) buildHandler() http.Handler {
 	mux := chi.NewRouter()
 	api.Route(mux)
 	mux.Route("/1.0", func(r chi.Router) { api.Route(r) })
-	base := authority.NewContext(context.Background(), s.auth)
-	if d := s.auth.GetDatabase(); d != nil {
-		base = db.NewContext(base, d)
-	}
-	base = apilog.WithErrorLogger(base, func(w http.ResponseWriter, _ *http.Request, err error) {
-		if rec, ok := w.(*recorder); ok {
-			rec.err = err
-		}
-	})
-	return s.wrap(mux, base)
+	return s.wrap(mux)
 }
 
 // Handler is the HTTP API (for tests and for embedding behind another

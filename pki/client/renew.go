@@ -188,8 +188,10 @@ func (r *Renewer) renew(ctx context.Context) (*Bundle, error) {
 	now := r.Now()
 	chain, err := c.renew(ctx, b, now)
 	if err != nil {
-		if now.After(b.Leaf().NotAfter) {
-			return r.recover(ctx, caURL, b, err)
+		var ae *APIError
+		refused := errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500
+		if now.After(b.Leaf().NotAfter) || (refused && r.RecoveryTokenFile != "") {
+			return r.recover(ctx, caURL, b, now, err)
 		}
 		return nil, fmt.Errorf("renew %s (serial %s): %w", r.Dir, b.Leaf().SerialNumber, err)
 	}
@@ -203,22 +205,29 @@ func (r *Renewer) renew(ctx context.Context) (*Bundle, error) {
 	return nb, nil
 }
 
-// recover handles a certificate that expired while the host slept or the CA
-// was down and that the CA would not renew: with a recovery token it joins
-// again (new key); without one it fails loudly with ErrExpired.
-func (r *Renewer) recover(ctx context.Context, caURL string, b *Bundle, cause error) (*Bundle, error) {
-	expired := fmt.Errorf("renew %s: certificate expired at %s: %w (%w)", r.Dir, b.Leaf().NotAfter.UTC().Format(time.RFC3339), ErrExpired, cause)
+// recover handles a certificate the CA will not renew: one that expired
+// while the host slept or the CA was down (outside the CA's
+// allowRenewalAfterExpiry policy), or one that was revoked. With a recovery
+// token, minted by an operator on the CA, it joins again with a new key;
+// without one it fails loudly.
+func (r *Renewer) recover(ctx context.Context, caURL string, b *Bundle, now time.Time, cause error) (*Bundle, error) {
+	var refused error
+	if now.After(b.Leaf().NotAfter) {
+		refused = fmt.Errorf("renew %s: certificate expired at %s: %w (%w)", r.Dir, b.Leaf().NotAfter.UTC().Format(time.RFC3339), ErrExpired, cause)
+	} else {
+		refused = fmt.Errorf("renew %s (serial %s): %w", r.Dir, b.Leaf().SerialNumber, cause)
+	}
 	if r.RecoveryTokenFile == "" {
-		return nil, fmt.Errorf("%w; mint a fresh token on the CA (pki token %s) and run pki renew --token-file", expired, b.Leaf().Subject.CommonName)
+		return nil, fmt.Errorf("%w; mint a fresh token on the CA (pki token %s) and run pki renew --token-file FILE", refused, b.Leaf().Subject.CommonName)
 	}
 	tok, err := os.ReadFile(r.RecoveryTokenFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w; recovery token: %w", expired, err)
+		return nil, fmt.Errorf("%w; recovery token: %w", refused, err)
 	}
-	r.Logger.Warn("pki: certificate expired, joining again with the recovery token", "dir", r.Dir, "token_file", r.RecoveryTokenFile)
+	r.Logger.Warn("pki: the CA refused renewal, joining again with the recovery token", "dir", r.Dir, "token_file", r.RecoveryTokenFile, "cause", cause)
 	nb, err := Bootstrap(ctx, caURL, Fingerprint(b.Root), string(tok), r.Dir, BootstrapOptions{Files: r.Files, Now: r.Now})
 	if err != nil {
-		return nil, fmt.Errorf("%w; recovery: %w", expired, err)
+		return nil, fmt.Errorf("%w; recovery: %w", refused, err)
 	}
 	// A token is single use: remove it so nobody mistakes it for a spare.
 	_ = os.Remove(r.RecoveryTokenFile)

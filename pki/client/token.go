@@ -81,7 +81,8 @@ type Provisioner struct {
 	Name    string
 	Key     *jose.JSONWebKey // private
 	RootSHA string           // fingerprint of the CA root, embedded in tokens
-	now     func() time.Time
+	// Now is the clock tokens are dated by; nil = time.Now.
+	Now func() time.Time
 }
 
 // LoadProvisioner decrypts the provisioner key written by `pki init`
@@ -102,7 +103,7 @@ func LoadProvisioner(name, keyFile, passwordFile, rootSHA string) (*Provisioner,
 	if jwk.IsPublic() {
 		return nil, fmt.Errorf("provisioner key %s: holds a public key, want the private key", keyFile)
 	}
-	return &Provisioner{Name: name, Key: jwk, RootSHA: rootSHA, now: time.Now}, nil
+	return &Provisioner{Name: name, Key: jwk, RootSHA: rootSHA}, nil
 }
 
 // ReadPassword reads a password file, dropping one trailing newline.
@@ -185,8 +186,8 @@ func (p *Provisioner) claims(caURL, path, sub string, ttl time.Duration) tokenCl
 		ttl = time.Hour
 	}
 	now := time.Now
-	if p.now != nil {
-		now = p.now
+	if p.Now != nil {
+		now = p.Now
 	}
 	t := now()
 	return tokenClaims{
