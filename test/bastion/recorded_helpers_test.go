@@ -80,87 +80,25 @@ func recWritePrivate(t testing.TB, path string, priv ed25519.PrivateKey) {
 
 // recSSHD is a real OpenSSH sshd target.
 type recSSHD struct {
-	Addr     string
-	HostKey  gossh.PublicKey // the plain host key
-	LogPath  string
-	cmd      *exec.Cmd
-	confPath string
+	Addr    string
+	HostKey gossh.PublicKey // the plain host key
+	LogPath string
+	Dir     string
 }
 
-// recStartSSHD starts /usr/sbin/sshd on 127.0.0.1, trusting userCA for user
-// certificates (TrustedUserCAKeys) and presenting a host certificate signed
-// by hostCA for principal 127.0.0.1. Root may log in (tests run as root).
-func recStartSSHD(t testing.TB, userCA, hostCA gossh.Signer, extra ...string) *recSSHD {
+// recStartSSHD starts /usr/sbin/sshd (testenv.StartSSHD) on 127.0.0.1,
+// trusting userCA for user certificates (TrustedUserCAKeys) and presenting
+// a host certificate signed by hostCA for 127.0.0.1 and "target". Root may
+// log in with a certificate (tests run as root).
+func recStartSSHD(t testing.TB, userCA, hostCA gossh.Signer) *recSSHD {
 	t.Helper()
-	testenv.RequireRoot(t)
-	sshd := testenv.Binary(t, "sshd")
-	dir := t.TempDir()
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	hostSigner, hostPriv := recSigner(t)
-	hostKey := filepath.Join(dir, "ssh_host_ed25519_key")
-	recWritePrivate(t, hostKey, hostPriv)
-	cert := &gossh.Certificate{
-		Key: hostSigner.PublicKey(), CertType: gossh.HostCert, KeyId: "test-target",
-		ValidPrincipals: []string{"127.0.0.1", "target"},
-		ValidAfter:      uint64(time.Now().Add(-time.Hour).Unix()),
-		ValidBefore:     uint64(time.Now().Add(24 * time.Hour).Unix()),
-	}
-	if err := cert.SignCert(rand.Reader, hostCA); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(hostKey+"-cert.pub", gossh.MarshalAuthorizedKey(cert), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	caPath := filepath.Join(dir, "trusted_user_ca.pub")
-	if err := os.WriteFile(caPath, gossh.MarshalAuthorizedKey(userCA.PublicKey()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	port := testenv.FreePort(t)
-	conf := filepath.Join(dir, "sshd_config")
-	lines := []string{
-		"Port " + strconv.Itoa(port),
-		"ListenAddress 127.0.0.1",
-		"HostKey " + hostKey,
-		"HostCertificate " + hostKey + "-cert.pub",
-		"TrustedUserCAKeys " + caPath,
-		"PidFile " + filepath.Join(dir, "sshd.pid"),
-		"AuthorizedKeysFile none",
-		"PermitRootLogin yes",
-		"PasswordAuthentication no",
-		"KbdInteractiveAuthentication no",
-		"UsePAM no",
-		"StrictModes no",
-		"AcceptEnv LANG LC_* TERM",
-		"Subsystem sftp internal-sftp",
-		"LogLevel VERBOSE",
-		"MaxStartups 300:30:600",
-		"MaxSessions 300",
-	}
-	lines = append(lines, extra...)
-	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "sshd.log")
-	cmd := exec.Command(sshd, "-D", "-f", conf, "-E", logPath)
-	if out, err := exec.Command(sshd, "-t", "-f", conf).CombinedOutput(); err != nil {
-		t.Fatalf("sshd -t: %v\n%s", err, out)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &recSSHD{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), HostKey: hostSigner.PublicKey(), LogPath: logPath, cmd: cmd, confPath: conf}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("sshd log:\n%s", recTail(string(b), 3000))
-		}
+	s := testenv.StartSSHD(t, testenv.SSHDOptions{
+		HostCA:             hostCA,
+		HostCertPrincipals: []string{"127.0.0.1", "target"},
+		TrustedUserCAKeys:  []gossh.PublicKey{userCA.PublicKey()},
+		Config:             []string{"AcceptEnv LANG LC_* TERM"},
 	})
-	recWaitPort(t, s.Addr)
-	return s
+	return &recSSHD{Addr: s.Addr, HostKey: s.HostKey, LogPath: s.LogPath, Dir: s.Dir}
 }
 
 func recTail(s string, n int) string {
@@ -168,20 +106,6 @@ func recTail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
-}
-
-func recWaitPort(t testing.TB, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on %s", addr)
 }
 
 // recAudit collects audit events.
