@@ -56,7 +56,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 	}
 	// Replicas starting together race on CREATE TABLE IF NOT EXISTS; a lock
 	// makes the schema step one at a time.
-	_, err = pool.Exec(ctx, `SELECT pg_advisory_lock(7461626c); `+schema+`SELECT pg_advisory_unlock(7461626c);`)
+	_, err = pool.Exec(ctx, `SELECT pg_advisory_lock(746162); `+schema+`SELECT pg_advisory_unlock(746162);`)
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("pgstore: create schema: %w", err)
@@ -113,13 +113,14 @@ func (s *Store) listenOnce(ctx context.Context, up func()) error {
 		return err
 	}
 	// A LISTEN connection must not go back to the pool.
-	defer conn.Hijack().Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+	pc := conn.Hijack()
+	defer pc.Close(context.Background())
+	if _, err := pc.Exec(ctx, "LISTEN "+Channel); err != nil {
 		return err
 	}
 	up()
 	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+		if _, err := pc.WaitForNotification(ctx); err != nil {
 			return err
 		}
 		s.signal()
