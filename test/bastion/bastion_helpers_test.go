@@ -181,6 +181,8 @@ users:
   UserKnownHostsFile /dev/null
   StrictHostKeyChecking no
   PreferredAuthentications publickey,keyboard-interactive
+  # INFO shows keyboard-interactive instructions ("Duo push sent").
+  LogLevel INFO
 Host target
   HostName %s
   Port %s
