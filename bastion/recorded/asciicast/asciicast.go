@@ -254,7 +254,7 @@ func (w *Writer) event(code string, p []byte) error {
 			w.buf = w.buf[:0]
 		}
 		if cap(w.buf) > 2*w.limit {
-			w.buf = make([]byte, 0, w.limit)
+			w.buf = append(make([]byte, 0, w.limit), w.buf...)
 		}
 	}
 	return w.err
