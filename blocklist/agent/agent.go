@@ -163,7 +163,12 @@ func (a *Agent) restore(ctx context.Context) error {
 		return fmt.Errorf("blocklist agent: enforce saved snapshot %s (version %d): %w", path, snap.Version, err)
 	}
 	a.entries, a.version = entries, snap.Version
-	a.update(func(s *Status) { s.Restored = true })
+	v4, v6 := countFamilies(entries)
+	a.setGauges(snap.Version, v4, v6)
+	a.update(func(s *Status) {
+		s.Restored = true
+		s.Version, s.Entries, s.IPv4, s.IPv6 = snap.Version, len(entries), v4, v6
+	})
 	a.log.Info("enforcing saved snapshot", "version", snap.Version, "entries", len(entries))
 	return nil
 }
@@ -202,6 +207,7 @@ func (a *Agent) contact() {
 	a.metrics.lastSync.Set(float64(now.UnixNano()) / 1e9)
 	a.update(func(s *Status) {
 		s.LastSync = now
+		s.Restored = false
 		s.Reachable = true
 		s.Failures = 0
 	})
@@ -252,9 +258,7 @@ func (a *Agent) handle(ctx context.Context, u client.Update) error {
 	prev := a.version
 	a.entries, a.version = next, u.Version
 	v4, v6 := countFamilies(next)
-	a.metrics.version.Set(float64(u.Version))
-	a.metrics.entries.WithLabelValues("ipv4").Set(float64(v4))
-	a.metrics.entries.WithLabelValues("ipv6").Set(float64(v6))
+	a.setGauges(u.Version, v4, v6)
 	now := a.clock.Now()
 	a.update(func(s *Status) {
 		s.Version, s.Entries, s.IPv4, s.IPv6 = u.Version, len(next), v4, v6
@@ -312,6 +316,12 @@ func (a *Agent) apply(ctx context.Context, next []netip.Prefix, d firewall.Delta
 	a.metrics.applyDuration.WithLabelValues("apply").Observe(time.Since(start).Seconds())
 	a.update(func(s *Status) { s.Allowlisted += st.Allowlisted; s.Refused += st.Refused })
 	return nil
+}
+
+func (a *Agent) setGauges(version uint64, v4, v6 int) {
+	a.metrics.version.Set(float64(version))
+	a.metrics.entries.WithLabelValues("ipv4").Set(float64(v4))
+	a.metrics.entries.WithLabelValues("ipv6").Set(float64(v6))
 }
 
 func (a *Agent) update(f func(*Status)) {

@@ -259,7 +259,7 @@ func TestRestartWhileServerDown(t *testing.T) {
 	if got := h.server.Haves(); !slices.Equal(got, []uint64{7, 7, 7}) {
 		t.Errorf("versions sent = %v, want the saved version", got)
 	}
-	if st := h.agent.Status(); !st.Restored || st.Reachable {
+	if st := h.agent.Status(); !st.Restored || st.Reachable || st.Version != 7 || st.IPv4 != 1 || st.IPv6 != 1 {
 		t.Errorf("status = %+v, want restored and unreachable", st)
 	}
 }

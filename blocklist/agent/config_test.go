@@ -1,0 +1,74 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rampart-sec/rampart/pkg/config"
+)
+
+func TestExampleConfig(t *testing.T) {
+	c, err := LoadConfig("../../examples/blocklist/agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server.CA != "/etc/rampart/pki/root.pem" || c.Server.Cert != "/etc/rampart/pki/cert.pem" || c.Server.Key != "/etc/rampart/pki/key.pem" {
+		t.Errorf("cert_dir not expanded: %+v", c.Server)
+	}
+	if time.Duration(c.Server.Wait) != time.Minute || c.StateDir != DefaultStateDir || len(c.Detectors) != 2 {
+		t.Errorf("example config = %+v", c)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	const base = "server: {url: 'https://b.test:8443', cert_dir: /pki}\n"
+	tests := []struct {
+		name string
+		yaml string
+		err  string
+	}{
+		{"minimal", base, ""},
+		{"explicit files", "server: {url: 'https://b.test:8443', ca: /a, cert: /b, key: /c}\n", ""},
+		{"http", "server: {url: 'http://b.test:8443', cert_dir: /pki}\n", "want https://"},
+		{"no certs", "server: {url: 'https://b.test:8443'}\n", "cert_dir"},
+		{"short wait", "server: {url: 'https://b.test', cert_dir: /p, wait: 10ms}\n", "at least 1s"},
+		{"backoff order", "server: {url: 'https://b.test', cert_dir: /p, backoff_min: 1m, backoff_max: 1s}\n", "backoff"},
+		{"bad allow", base + "firewall: {allow: [10.0.0.0/33]}\n", "firewall.allow"},
+		{"unknown key", base + "statedir: /x\n", "field statedir not found"},
+		{"bad level", base + "log_level: loud\n", "log_level"},
+		{"bad detector", base + "detectors: [{type: sshd}]\n", "detectors[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "agent.yaml")
+			os.WriteFile(path, []byte(tt.yaml), 0o600)
+			_, err := LoadConfig(path)
+			switch {
+			case tt.err == "" && err != nil:
+				t.Errorf("LoadConfig: %v", err)
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Errorf("LoadConfig error = %v, want one containing %q", err, tt.err)
+			}
+		})
+	}
+}
+
+func TestAllowPrefixes(t *testing.T) {
+	var c Config
+	if err := config.Decode("a.yaml", []byte("server: {url: 'https://b.test', cert_dir: /p}\nfirewall: {allow: [192.0.2.7, 10.1.2.3/8, '2001:db8::/32']}\n"), &c); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := c.AllowPrefixes()
+	want := pfx("192.0.2.7/32", "10.0.0.0/8", "2001:db8::/32")
+	if len(got) != len(want) {
+		t.Fatalf("AllowPrefixes = %v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("AllowPrefixes = %v, want %v", got, want)
+		}
+	}
+}
