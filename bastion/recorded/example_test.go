@@ -1,0 +1,52 @@
+package recorded_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	glssh "github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/rampart-sec/rampart/bastion/recorded"
+)
+
+// A bastion hands each session for a recorded target to Proxy.Serve; the
+// sftp subsystem goes the same way so transfers are audited.
+func ExampleProxy_Serve() {
+	_, caKey, _ := ed25519.GenerateKey(rand.Reader) // in production: the internal CA's SSH user key
+	userCA, _ := gossh.NewSignerFromKey(caKey)
+	dir, _ := os.MkdirTemp("", "recordings")
+	defer os.RemoveAll(dir)
+
+	proxy, err := recorded.New(recorded.Options{
+		Dir:       dir,
+		UserCA:    userCA,
+		CertTTL:   2 * time.Minute,
+		Retention: recorded.Retention{MaxBytes: 10 << 30, MaxAge: 90 * 24 * time.Hour},
+		Logger:    slog.Default(),
+		Audit: func(event string, fields map[string]any) {
+			fmt.Println(event, fields["session"])
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	target := recorded.Target{Name: "db1", Addr: "db1.internal:22" /* HostCA: the host CA's public key */}
+	handler := func(s glssh.Session) {
+		// After public key and second factor succeeded:
+		proxy.Serve(s, s.User(), target)
+	}
+	srv := &glssh.Server{
+		Addr:              ":2222",
+		Handler:           handler,
+		SubsystemHandlers: map[string]glssh.SubsystemHandler{"sftp": handler},
+	}
+	_ = srv // srv.ListenAndServe()
+	fmt.Println("ready")
+	// Output: ready
+}
