@@ -43,16 +43,17 @@ type bstSetup struct {
 // bstWorld is a bastion (in this process) in front of a real sshd, and
 // an OpenSSH client configuration to reach both.
 type bstWorld struct {
-	t         testing.TB
-	Dir       string
-	Addr      string // bastion host:port
-	Target    *testenv.SSHD
-	KeyPath   string // the users' private key (also authorized on the target)
-	Key       gossh.Signer
-	SSHConfig string
-	AuditPath string
-	Server    *bastion.Server
-	users     map[string]*bstUser
+	t          testing.TB
+	Dir        string
+	Addr       string // bastion host:port
+	Target     *testenv.SSHD
+	TargetUser string // login on the target
+	KeyPath    string // the users' private key (also authorized on the target)
+	Key        gossh.Signer
+	SSHConfig  string
+	AuditPath  string
+	Server     *bastion.Server
+	users      map[string]*bstUser
 }
 
 func bstKey(t testing.TB, path string) gossh.Signer {
@@ -94,6 +95,7 @@ func bstNewWorld(t testing.TB, setup bstSetup) *bstWorld {
 	dir := t.TempDir()
 	w := &bstWorld{t: t, Dir: dir, KeyPath: filepath.Join(dir, "id_user"), users: map[string]*bstUser{}}
 	w.Key = bstKey(t, w.KeyPath)
+	w.TargetUser = testenv.SSHUser(t)
 	w.Target = testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []gossh.PublicKey{w.Key.PublicKey()}})
 
 	targets := setup.Targets
@@ -186,7 +188,7 @@ users:
 Host target
   HostName %s
   Port %s
-  User root
+  User %s
   UserKnownHostsFile %s
   StrictHostKeyChecking yes
 Host *
@@ -196,7 +198,7 @@ Host *
   NumberOfPasswordPrompts 1
   LogLevel ERROR
   ConnectTimeout 20
-`, host, port, thost, tport, knownHosts, w.KeyPath)
+`, host, port, thost, tport, w.TargetUser, knownHosts, w.KeyPath)
 	if err := os.WriteFile(w.SSHConfig, []byte(sshCfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

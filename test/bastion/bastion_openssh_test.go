@@ -61,7 +61,7 @@ func TestOpenSSHThroughBastion(t *testing.T) {
 
 	t.Run("key and TOTP: the jump works", func(t *testing.T) {
 		r := w.ssh(w.totp("alice"), "-J", "alice@bastion", "target", "echo", "jumped", "&&", "id", "-un")
-		if r.Err != nil || !strings.Contains(r.Out, "jumped\nroot") {
+		if r.Err != nil || !strings.Contains(r.Out, "jumped\n"+w.TargetUser) {
 			t.Fatalf("jump failed: %v\n%s\nprompts: %s", r.Err, r.Out, r.Prompts)
 		}
 		j := w.waitRecord(map[string]any{"type": "jump", "user": "alice", "result": "success"})
@@ -80,7 +80,7 @@ func TestOpenSSHThroughBastion(t *testing.T) {
 	t.Run("target outside the list is refused", func(t *testing.T) {
 		host, port, _ := strings.Cut(other.Addr, ":")
 		r := w.ssh(w.totp("outside"), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-			"-J", "outside@bastion", "-p", port, "root@"+host, "echo", "in")
+			"-J", "outside@bastion", "-p", port, w.TargetUser+"@"+host, "echo", "in")
 		if r.Err == nil || strings.Contains(r.Out, "in\n") {
 			t.Fatalf("reached a host outside the list: %v\n%s", r.Err, r.Out)
 		}

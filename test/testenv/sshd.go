@@ -65,6 +65,10 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 		Need(t, "cannot create /run/sshd (sshd's privilege separation directory): "+err.Error())
 	}
 	dir := t.TempDir()
+	// sshd reads AuthorizedKeysFile as the user logging in ([SSHUser]):
+	// let it traverse to the file.
+	os.Chmod(filepath.Dir(dir), 0o711)
+	os.Chmod(dir, 0o711)
 	s := &SSHD{Dir: dir, LogPath: filepath.Join(dir, "sshd.log"), AuthorizedKeysFile: filepath.Join(dir, "authorized_keys")}
 
 	hostKeyPath := filepath.Join(dir, "ssh_host_ed25519_key")
@@ -93,7 +97,7 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 	for _, k := range opts.AuthorizedKeys {
 		ak = append(ak, gossh.MarshalAuthorizedKey(k)...)
 	}
-	if err := os.WriteFile(s.AuthorizedKeysFile, ak, 0o600); err != nil {
+	if err := os.WriteFile(s.AuthorizedKeysFile, ak, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	port := opts.Port
@@ -245,4 +249,30 @@ func waitSSHBanner(ctx context.Context, addr string, exited <-chan struct{}) err
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// SSHUserName is the local account [SSHUser] provides.
+const SSHUserName = "rampart-ssh"
+
+// SSHUser returns the name of a local account for logging in to a
+// [StartSSHD] server: shell /bin/sh, home /, no password (key logins
+// only), created with useradd when missing. Logging in as root works too,
+// but root's shell start-up files on a developer machine can take seconds
+// and would be measured by every test and benchmark.
+func SSHUser(t testing.TB) string {
+	t.Helper()
+	RequireRoot(t)
+	if exec.Command("id", "-u", SSHUserName).Run() == nil {
+		return SSHUserName
+	}
+	useradd := Binary(t, "useradd")
+	// "*" rather than useradd's locked "!": sshd without PAM refuses
+	// locked accounts even for key logins.
+	out, err := exec.Command(useradd, "--system", "--no-create-home", "--home-dir", "/", "--shell", "/bin/sh",
+		"--password", "*", SSHUserName).CombinedOutput()
+	if err != nil && exec.Command("id", "-u", SSHUserName).Run() != nil {
+		// Lost a race with a parallel test, or a real failure.
+		t.Fatalf("testenv: useradd %s: %v: %s", SSHUserName, err, out)
+	}
+	return SSHUserName
 }

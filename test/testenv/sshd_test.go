@@ -38,6 +38,18 @@ func TestStartSSHD(t *testing.T) {
 		t.Fatalf("exec: %q, %v", out, err)
 	}
 
+	// The unprivileged account logs in with the same key.
+	cfg.User = testenv.SSHUser(t)
+	c3, err := gossh.Dial("tcp", s.Addr, cfg)
+	if err != nil {
+		t.Fatalf("dial as %s: %v", cfg.User, err)
+	}
+	sess3, _ := c3.NewSession()
+	if out, err := sess3.Output("id -un"); err != nil || string(out) != cfg.User+"\n" {
+		t.Fatalf("id -un as %s: %q, %v", cfg.User, out, err)
+	}
+	c3.Close()
+
 	// The plain host key is what a pinning client sees without the CA.
 	pinned := &gossh.ClientConfig{User: "root", Auth: []gossh.AuthMethod{gossh.PublicKeys(user)},
 		HostKeyAlgorithms: []string{gossh.KeyAlgoED25519},
