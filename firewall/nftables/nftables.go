@@ -9,9 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"hash/fnv"
 	"os"
 	"sort"
 	"sync"
+	"time"
 
 	nft "github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -375,7 +377,7 @@ func (b *Backend) readSets(fn func(*nft.Set, []nft.SetElement) error, names ...s
 			}
 			return fmt.Errorf("nftables: look up set %s in table inet %s: %w", name, b.opts.Table, err)
 		}
-		elems, err := c.GetSetElements(s)
+		elems, err := stableElements(c, s)
 		if err != nil {
 			return fmt.Errorf("nftables: read set %s in table inet %s: %w", name, b.opts.Table, err)
 		}
@@ -571,4 +573,41 @@ func elementRanges(s *nft.Set, elems []nft.SetElement) ([]netipx.IPRange, error)
 		rs = append(rs, netipx.IPRangeFrom(start, last))
 	}
 	return rs, nil
+}
+
+// stableElements dumps a set until two dumps in a row agree. A netlink
+// dump of a hash set is not a snapshot: while the kernel resizes the
+// table (it shrinks it in the background after a replace freed the old
+// elements) a dump can miss entries. Lookups are never affected.
+func stableElements(c *nft.Conn, s *nft.Set) ([]nft.SetElement, error) {
+	prev, err := c.GetSetElements(s)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 1; attempt <= 8; attempt++ {
+		cur, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, err
+		}
+		if len(cur) == len(prev) && elementSum(cur) == elementSum(prev) {
+			return cur, nil
+		}
+		prev = cur
+		time.Sleep(time.Duration(attempt) * 25 * time.Millisecond)
+	}
+	return nil, errors.New("the set kept changing between dumps (kernel resizing it, or another writer); try again")
+}
+
+// elementSum is an order-independent checksum of a dump.
+func elementSum(elems []nft.SetElement) uint64 {
+	var sum uint64
+	for _, e := range elems {
+		h := fnv.New64a()
+		h.Write(e.Key)
+		if e.IntervalEnd {
+			h.Write([]byte{1})
+		}
+		sum += h.Sum64()
+	}
+	return sum
 }
