@@ -268,19 +268,33 @@ func (e *engine) applyChange(ch store.Change) {
 	}
 	regions = outermost(regions)
 	var add, remove []netip.Prefix
+	var oldPieces, newPieces []netip.Prefix
 	for _, r := range regions {
-		oldPieces := map[netip.Prefix]bool{}
-		e.published.within(r, func(p netip.Prefix) { oldPieces[p] = true })
-		var newPieces []netip.Prefix
+		oldPieces, newPieces = oldPieces[:0], newPieces[:0]
+		e.published.within(r, func(p netip.Prefix) { oldPieces = append(oldPieces, p) })
 		e.decIdx.within(r, func(p netip.Prefix) { newPieces = append(newPieces, e.pieces(p)...) })
+		switch {
+		case len(oldPieces) == 0:
+			add = append(add, newPieces...)
+			continue
+		case len(newPieces) == 0:
+			remove = append(remove, oldPieces...)
+			continue
+		case len(oldPieces) == 1 && len(newPieces) == 1 && oldPieces[0] == newPieces[0]:
+			continue
+		}
+		old := make(map[netip.Prefix]bool, len(oldPieces))
+		for _, p := range oldPieces {
+			old[p] = true
+		}
 		for _, p := range newPieces {
-			if oldPieces[p] {
-				delete(oldPieces, p)
+			if old[p] {
+				delete(old, p)
 			} else {
 				add = append(add, p)
 			}
 		}
-		for p := range oldPieces {
+		for p := range old {
 			remove = append(remove, p)
 		}
 	}
@@ -307,23 +321,14 @@ func (e *engine) applyChange(ch store.Change) {
 // outermost drops regions contained in another region.
 func outermost(rs []netip.Prefix) []netip.Prefix {
 	slices.SortFunc(rs, func(a, b netip.Prefix) int { return a.Bits() - b.Bits() })
-	var out []netip.Prefix
-	seen := map[netip.Prefix]bool{}
+	kept := newPrefixIndex()
+	out := rs[:0]
 	for _, r := range rs {
-		if seen[r] {
+		if _, covered := kept.topAncestor(r); covered {
 			continue
 		}
-		seen[r] = true
-		covered := false
-		for _, o := range out {
-			if o.Bits() <= r.Bits() && o.Overlaps(r) {
-				covered = true
-				break
-			}
-		}
-		if !covered {
-			out = append(out, r)
-		}
+		kept.add(r)
+		out = append(out, r)
 	}
 	return out
 }

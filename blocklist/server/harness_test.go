@@ -46,7 +46,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	ca    *devcert.CA
 	srv   *Server
 	url   string
@@ -56,7 +56,7 @@ type harness struct {
 	stop  func()
 }
 
-func newHarness(t *testing.T, cfg Config) *harness {
+func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	ca, err := devcert.NewCA("test CA", time.Hour)
 	if err != nil {
