@@ -1,0 +1,180 @@
+// Command acme-renew keeps public TLS certificates renewed from Let's
+// Encrypt or any ACME CA. A systemd timer or cron runs it hourly.
+//
+//	acme-renew run   --config acme.yaml [--force NAME]...   renew what is due; non-zero exit on failure
+//	acme-renew check --config acme.yaml [--warning 14d] [--critical 7d]   exit 0 ok / 1 warning / 2 critical
+//	acme-renew list  --config acme.yaml                      every certificate and when it is next due
+//
+// This is the only Rampart binary that links lego's DNS providers.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	legolog "github.com/go-acme/lego/v4/log"
+	"github.com/go-acme/lego/v4/providers/dns"
+
+	"github.com/rampart-sec/rampart/acme"
+	"github.com/rampart-sec/rampart/pkg/config"
+)
+
+const usage = `usage: acme-renew <command> --config FILE [flags]
+
+commands:
+  run     renew the certificates that are due (what the timer runs); exit 1 if any failed
+  check   report days left, issuer and names of the certificates on disk;
+          exit 0 ok, 1 warning, 2 critical (Nagios)
+  list    show every certificate and when it is next due (no network)
+
+Run "acme-renew <command> --help" for a command's flags.
+`
+
+func main() {
+	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Main is the whole program, returning the exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) < 1 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) < 1 {
+			return 2
+		}
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr)
+	case "list":
+		return cmdList(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "acme-renew: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func flags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("acme-renew "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/rampart/acme.yaml", "configuration `file`")
+	return fs, path
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, path := flags("run", stderr)
+	var force stringList
+	fs.Var(&force, "force", "renew certificate `NAME` even if not due (repeatable)")
+	verbose := fs.Bool("v", false, "log progress (lego's too) to stderr")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := acme.LoadConfig(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "acme-renew run: %v\n", err)
+		return 1
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *verbose {
+		legolog.Logger = log.New(stderr, "lego: ", log.LstdFlags)
+	} else {
+		legolog.Logger = log.New(io.Discard, "", 0)
+	}
+	for _, n := range force {
+		if !hasCert(cfg, n) {
+			fmt.Fprintf(stderr, "acme-renew run: --force %s: no such certificate in %s\n", n, *path)
+			return 2
+		}
+	}
+	r, err := acme.NewRenewer(cfg, acme.Options{
+		Logger:      logger,
+		DNSProvider: dns.NewDNSChallengeProviderByName,
+		Force:       force,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "acme-renew run: %v\n", err)
+		return 1
+	}
+	sum, err := r.Run(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "acme-renew run: %v\n", err)
+		if errors.Is(err, acme.ErrLocked) {
+			return 75 // EX_TEMPFAIL: the other run is doing the work
+		}
+		return 1
+	}
+	sum.Write(stdout)
+	if sum.Failed() > 0 {
+		return 1
+	}
+	return 0
+}
+
+func hasCert(cfg *acme.Config, name string) bool {
+	for _, c := range cfg.Certificates {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	fs, path := flags("check", stderr)
+	warn := fs.String("warning", "14d", "warn when less than this remains (capped at a quarter of the lifetime)")
+	crit := fs.String("critical", "7d", "critical when less than this remains (capped at an eighth of the lifetime)")
+	if err := fs.Parse(args); err != nil {
+		return 3 // Nagios UNKNOWN
+	}
+	w, err1 := config.ParseDuration(*warn)
+	c, err2 := config.ParseDuration(*crit)
+	if err := errors.Join(err1, err2); err != nil {
+		fmt.Fprintf(stderr, "acme-renew check: %v\n", err)
+		return 3
+	}
+	cfg, err := acme.LoadConfig(*path)
+	if err != nil {
+		fmt.Fprintf(stdout, "ACME UNKNOWN - %v\n", err)
+		return 3
+	}
+	return acme.Check(stdout, cfg, acme.CheckThresholds{Warning: w, Critical: c}, time.Now())
+}
+
+func cmdList(args []string, stdout, stderr io.Writer) int {
+	fs, path := flags("list", stderr)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := acme.LoadConfig(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "acme-renew list: %v\n", err)
+		return 1
+	}
+	if err := acme.List(stdout, cfg, time.Now()); err != nil {
+		fmt.Fprintf(stderr, "acme-renew list: %v\n", err)
+		return 1
+	}
+	return 0
+}
