@@ -251,6 +251,7 @@ func recNewWorldWith(t testing.TB, mutate func(*recProxyConfig, *recWorld)) *rec
 	w.keys, w.cfg = recNewKeysWithCA(t)
 	w.sshd = recStartSSHD(t, w.keys.userCA, w.keys.hostCA)
 	w.cfg.TargetAddr = w.sshd.Addr
+	w.cfg.TargetUser = testenv.SSHUser(t) // an unprivileged /bin/sh account
 	w.cfg.Dir = filepath.Join(t.TempDir(), "recordings")
 	if mutate != nil {
 		mutate(&w.cfg, w)
@@ -289,12 +290,11 @@ func recNewKeysWithCA(t testing.TB) (*recKeys, recProxyConfig) {
 		t.Fatal(err)
 	}
 	return k, recProxyConfig{
-		UserCAKey:  string(pem.EncodeToMemory(blk)),
-		ClientPub:  string(gossh.MarshalAuthorizedKey(k.clientPub)),
-		TargetUser: "root",
-		HostCA:     string(gossh.MarshalAuthorizedKey(k.hostCA.PublicKey())),
-		NoSync:     true,
-		Policy:     "refuse",
+		UserCAKey: string(pem.EncodeToMemory(blk)),
+		ClientPub: string(gossh.MarshalAuthorizedKey(k.clientPub)),
+		HostCA:    string(gossh.MarshalAuthorizedKey(k.hostCA.PublicKey())),
+		NoSync:    true,
+		Policy:    "refuse",
 	}
 }
 
@@ -317,6 +317,21 @@ func (w *recWorld) ssh(t testing.TB, command string, extra ...string) (string, e
 	args := append(w.sshArgs(w.addr, extra...), command)
 	out, err := exec.CommandContext(ctx, testenv.Binary(t, "ssh"), args...).CombinedOutput()
 	return string(out), err
+}
+
+// recSharedDir returns a fresh directory the target's unprivileged login
+// user can read and write (t.TempDir is root's alone).
+func recSharedDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "rampart-recorded-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
 }
 
 // recCasts returns the .cast files in dir.

@@ -35,7 +35,7 @@ func TestRecordedExec(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := rd.Header
-	if h.User != "alice" || h.Target != "target" || h.RemoteUser != "root" || h.SessionID == "" || !strings.HasPrefix(h.Source, "127.0.0.1:") || h.Command == "" {
+	if h.User != "alice" || h.Target != "target" || h.RemoteUser != w.cfg.TargetUser || h.SessionID == "" || !strings.HasPrefix(h.Source, "127.0.0.1:") || h.Command == "" {
 		t.Errorf("header: %+v", h)
 	}
 	var all strings.Builder

@@ -22,8 +22,8 @@ func TestRecordedFileTransfer(t *testing.T) {
 	w := recNewWorld(t, nil)
 	sftp := testenv.Binary(t, "sftp")
 	scp := testenv.Binary(t, "scp")
-	local := t.TempDir()
-	remote := t.TempDir() // the target runs on this machine, as root
+	local := recSharedDir(t)
+	remote := recSharedDir(t) // the target runs on this machine
 	payload := make([]byte, 300_000)
 	rand.Read(payload)
 	src := filepath.Join(local, "upload.bin")
