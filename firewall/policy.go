@@ -3,8 +3,10 @@ package firewall
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"net"
 	"net/netip"
+	"slices"
 
 	"go4.org/netipx"
 )
@@ -140,13 +142,24 @@ func (p Policy) Check(pfx netip.Prefix) error {
 // subtracted. It fails only when the allowlist itself cannot be built,
 // so a bad entry never stops the others from being enforced.
 func (p Policy) Build(prefixes []netip.Prefix) (*netipx.IPSet, Stats, error) {
-	st := Stats{Input: len(prefixes)}
+	s, st, err := p.BuildSet(slices.Values(prefixes))
+	if err != nil {
+		return nil, st, err
+	}
+	return s.IPSet(), st, nil
+}
+
+// BuildSet is Build for large loads: it consumes entries as they come
+// (from a parser, say) and returns the compact [Set].
+func (p Policy) BuildSet(entries iter.Seq[netip.Prefix]) (*Set, Stats, error) {
+	var st Stats
 	allow, err := p.Allowlist()
 	if err != nil {
 		return nil, st, err
 	}
-	var b netipx.IPSetBuilder
-	for _, pfx := range prefixes {
+	var b setBuilder
+	for pfx := range entries {
+		st.Input++
 		pfx = unmap(pfx)
 		if p.Check(pfx) != nil {
 			st.Refused++
@@ -156,26 +169,12 @@ func (p Policy) Build(prefixes []netip.Prefix) (*netipx.IPSet, Stats, error) {
 		if allow.OverlapsPrefix(pfx) {
 			st.Allowlisted++
 		}
-		b.AddPrefix(pfx)
+		b.addPrefix(pfx)
 	}
-	b.RemoveSet(allow)
-	set, err := b.IPSet()
-	if err != nil {
-		return nil, st, fmt.Errorf("firewall: build set: %w", err)
-	}
-	st.count(set)
-	return set, st, nil
-}
-
-func (st *Stats) count(set *netipx.IPSet) {
-	for _, r := range set.Ranges() {
-		st.Ranges++
-		if r.From() == r.To() {
-			st.Addresses++
-			continue
-		}
-		st.Prefixes += len(r.Prefixes())
-	}
+	s := b.set()
+	s.subtract(allow)
+	st.countSet(s)
+	return s, st, nil
 }
 
 // BuildDelta applies the policy to a change: refused entries and the
