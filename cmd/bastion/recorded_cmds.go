@@ -12,13 +12,26 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rampart-sec/rampart/bastion"
 	"github.com/rampart-sec/rampart/bastion/recorded"
 	"github.com/rampart-sec/rampart/bastion/recorded/asciicast"
 )
 
-// defaultRecordingsDir is where `bastion serve` keeps recordings unless its
-// config says otherwise.
-const defaultRecordingsDir = "/var/lib/rampart/bastion/recordings"
+// recordingsDir returns --dir if given, else recording.dir from the
+// bastion config.
+func recordingsDir(dir, cfgPath string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	cfg, err := bastion.LoadConfig(cfgPath)
+	if err != nil {
+		return "", fmt.Errorf("finding the recordings directory (or pass --dir): %w", err)
+	}
+	if cfg.Recording.Dir == "" {
+		return "", fmt.Errorf("%s: recording.dir is not set: recorded sessions are off (or pass --dir)", cfgPath)
+	}
+	return cfg.Path(cfg.Recording.Dir), nil
+}
 
 // parseInterspersed parses flags that may come before or after the
 // positional arguments ("replay FILE --speed 2").
@@ -85,10 +98,11 @@ func cmdReplay(ctx context.Context, args []string) error {
 
 func cmdSessions(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bastion sessions", flag.ContinueOnError)
-	dir := fs.String("dir", defaultRecordingsDir, "recordings `directory`")
+	dir := fs.String("dir", "", "recordings `directory` (default: recording.dir from --config)")
+	cfgPath := fs.String("config", defaultConfig, "bastion.yaml, for recording.dir")
 	asJSON := fs.Bool("json", false, "print JSON Lines")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: bastion sessions [--dir DIR] [--json]\n\nLists live and past recorded sessions: live (being recorded), ended, or\ninterrupted (the recorder died; the file holds up to its last flush).\n\n")
+		fmt.Fprintf(fs.Output(), "usage: bastion sessions [--config FILE | --dir DIR] [--json]\n\nLists live and past recorded sessions: live (being recorded), ended, or\ninterrupted (the recorder died; the file holds up to its last flush).\n\n")
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterspersed(fs, args)
@@ -102,7 +116,11 @@ func cmdSessions(ctx context.Context, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("unexpected argument %q", pos[0])
 	}
-	recs, err := recorded.List(*dir)
+	d, err := recordingsDir(*dir, *cfgPath)
+	if err != nil {
+		return err
+	}
+	recs, err := recorded.List(d)
 	if err != nil {
 		return err
 	}
@@ -160,9 +178,10 @@ func humanBytes(n int64) string {
 
 func cmdWatch(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bastion watch", flag.ContinueOnError)
-	dir := fs.String("dir", defaultRecordingsDir, "recordings `directory`")
+	dir := fs.String("dir", "", "recordings `directory` (default: recording.dir from --config)")
+	cfgPath := fs.String("config", defaultConfig, "bastion.yaml, for recording.dir")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: bastion watch ID [--dir DIR]\n\nFollows a live session read-only, from its start, like tail -f; returns when\nthe session ends. Ctrl-C stops watching (the session goes on). IDs come\nfrom `bastion sessions`.\n\n")
+		fmt.Fprintf(fs.Output(), "usage: bastion watch ID [--config FILE | --dir DIR]\n\nFollows a live session read-only, from its start, like tail -f; returns when\nthe session ends. Ctrl-C stops watching (the session goes on). IDs come\nfrom `bastion sessions`.\n\n")
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterspersed(fs, args)
@@ -176,7 +195,11 @@ func cmdWatch(ctx context.Context, args []string) error {
 		fs.Usage()
 		return errors.New("want exactly one session ID")
 	}
-	err = recorded.Follow(ctx, *dir, pos[0], os.Stdout, recorded.FollowOptions{
+	d, err := recordingsDir(*dir, *cfgPath)
+	if err != nil {
+		return err
+	}
+	err = recorded.Follow(ctx, d, pos[0], os.Stdout, recorded.FollowOptions{
 		OnHeader: func(h asciicast.Header) {
 			fmt.Fprintf(os.Stderr, "bastion watch: %s@%s from %s, terminal %dx%d (read-only; Ctrl-C stops watching)\r\n",
 				h.User, h.Target, h.Source, h.Width, h.Height)
