@@ -176,8 +176,15 @@ func (a *Agent) restore(ctx context.Context) error {
 // follow is the long-poll loop.
 func (a *Agent) follow(ctx context.Context) {
 	bo := a.o.Backoff
+	// The first request after a start or a failure does not wait: it
+	// tells at once whether blocklistd is back and what changed meanwhile.
+	probe := true
 	for ctx.Err() == nil {
-		u, err := a.o.Server.Sync(ctx, a.version, a.o.Wait)
+		wait := a.o.Wait
+		if probe {
+			wait = 0
+		}
+		u, err := a.o.Server.Sync(ctx, a.version, wait)
 		if ctx.Err() != nil {
 			return
 		}
@@ -185,11 +192,13 @@ func (a *Agent) follow(ctx context.Context) {
 			a.contact()
 			err = a.handle(ctx, u)
 			if err == nil {
+				probe = false
 				bo.Reset()
 				a.writeStatus()
 				continue
 			}
 		}
+		probe = true
 		a.failed(err, bo.Failures()+1)
 		delay := bo.Next()
 		a.log.Warn("blocklistd sync failed; still enforcing the last good set", "err", err, "retry_in", delay.Round(time.Millisecond), "version", a.version)
