@@ -6,14 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"math/big"
-	"net"
 	"os"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/rampart-sec/rampart/pkg/atomicfile"
-	"github.com/rampart-sec/rampart/pkg/metrics"
 	"github.com/rampart-sec/rampart/pki/ca"
 	"github.com/rampart-sec/rampart/pki/client"
 )
@@ -37,42 +35,6 @@ func cmdInit(_ context.Context, args []string) error {
 	}
 	fmt.Printf("CA created; config %s\nroot fingerprint: %s\n", res.ConfigPath, res.Fingerprint)
 	return nil
-}
-
-func cmdServe(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("pki serve", flag.ContinueOnError)
-	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	jsonLog := fs.Bool("log-json", false, "log JSON lines")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	logger, err := newLogger(os.Stderr, *level, *jsonLog)
-	if err != nil {
-		return err
-	}
-	cfg, err := ca.LoadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	reg := metrics.NewRegistry()
-	srv, err := ca.New(ctx, cfg, logger, reg)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
-	if cfg.Metrics != "" {
-		go func() {
-			if err := metrics.Serve(ctx, logger, cfg.Metrics, reg); err != nil {
-				logger.Error("pki: metrics", "err", err)
-			}
-		}()
-	}
-	return srv.Serve(ctx, ln)
 }
 
 func loadCA(path string) (*ca.Config, *client.Provisioner, error) {

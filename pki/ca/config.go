@@ -1,15 +1,19 @@
 package ca
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/rampart-sec/rampart/pkg/config"
+	"github.com/rampart-sec/rampart/pki/client"
 )
 
 // MinLeafLifetime is the shortest X.509 lifetime the CA will be configured
@@ -184,4 +188,27 @@ func (c *Config) setDefaults() error {
 		c.Roles = slices.Clone(defaultRoles)
 	}
 	return nil
+}
+
+// LoadProvisioner loads the token-minting key (it needs the password file).
+// rootSHA is embedded in the tokens so hosts can check the pin.
+func (c *Config) LoadProvisioner(rootSHA string) (*client.Provisioner, error) {
+	return client.LoadProvisioner(c.Provisioner.Name, c.Path(c.Provisioner.Key), c.Path(c.PasswordFile), rootSHA)
+}
+
+// RootFingerprint reads the root certificate named in the config.
+func (c *Config) RootFingerprint() (string, error) {
+	b, err := os.ReadFile(c.Path(c.RootCert))
+	if err != nil {
+		return "", fmt.Errorf("root certificate: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return "", fmt.Errorf("root certificate %s: no CERTIFICATE block", c.Path(c.RootCert))
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("root certificate %s: %w", c.Path(c.RootCert), err)
+	}
+	return client.Fingerprint(cert), nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rampart-sec/rampart/pki/ca"
 	"github.com/rampart-sec/rampart/pki/client"
+	"github.com/rampart-sec/rampart/pki/server"
 	"github.com/rampart-sec/rampart/test/testenv"
 )
 
@@ -47,7 +48,7 @@ type testCA struct {
 	t    testing.TB
 	dir  string
 	cfg  *ca.Config
-	srv  *ca.Server
+	srv  *server.Server
 	reg  *prometheus.Registry
 	logs *syncBuffer
 	prov *client.Provisioner
@@ -125,7 +126,7 @@ func (c *testCA) start() {
 	c.reg = prometheus.NewRegistry()
 	logger := slog.New(slog.NewTextHandler(c.logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := ca.New(ctx, c.cfg, logger, c.reg)
+	srv, err := server.New(ctx, c.cfg, logger, c.reg)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package ca
+package server
 
 import (
 	"crypto/x509"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/smallstep/certificates/policy"
 
+	"github.com/rampart-sec/rampart/pki/ca"
 	"github.com/rampart-sec/rampart/pki/client"
 )
 
@@ -23,7 +24,7 @@ type namePolicy struct {
 	roles  []string
 }
 
-func newNamePolicy(c *Config) (*namePolicy, error) {
+func newNamePolicy(c *ca.Config) (*namePolicy, error) {
 	p := &namePolicy{roles: c.Roles}
 	if len(c.Policy.DNS) == 0 && len(c.Policy.IP) == 0 {
 		return p, nil

@@ -1,4 +1,4 @@
-package ca
+package server
 
 import (
 	"context"
@@ -24,13 +24,14 @@ import (
 	"github.com/smallstep/certificates/db"
 	"go.step.sm/crypto/jose"
 
+	"github.com/rampart-sec/rampart/pki/ca"
 	"github.com/rampart-sec/rampart/pki/client"
 )
 
 // Server is a running CA: step-ca's authority behind step-ca's HTTP API,
 // wrapped in Rampart's policy, error, audit and metrics layers.
 type Server struct {
-	cfg     *Config
+	cfg     *ca.Config
 	auth    *authority.Authority
 	logger  *slog.Logger
 	audit   *slog.Logger
@@ -47,7 +48,7 @@ type Server struct {
 
 // New opens the store and builds the authority described by cfg. reg may be
 // nil. Close releases the store.
-func New(ctx context.Context, cfg *Config, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+func New(ctx context.Context, cfg *ca.Config, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -58,7 +59,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, reg prometheus.R
 	if err != nil {
 		return nil, fmt.Errorf("pki serve: %w", err)
 	}
-	sc, err := cfg.stepConfig(pw)
+	sc, err := stepConfig(cfg, pw)
 	if err != nil {
 		return nil, fmt.Errorf("pki serve: %w", err)
 	}
@@ -91,7 +92,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger, reg prometheus.R
 	return s, nil
 }
 
-func (c *Config) stepConfig(pw []byte) (*stepconfig.Config, error) {
+func stepConfig(c *ca.Config, pw []byte) (*stepconfig.Config, error) {
 	pubJSON, err := os.ReadFile(c.Path(c.Provisioner.PublicKey))
 	if err != nil {
 		return nil, fmt.Errorf("provisioner public key: %w", err)
@@ -269,22 +270,4 @@ func (s *Server) Close() error {
 		err = errors.Join(err, s.auditW.Close())
 	}
 	return err
-}
-
-// Provisioner loads the token-minting key (it needs the password file).
-func (c *Config) LoadProvisioner(rootSHA string) (*client.Provisioner, error) {
-	return client.LoadProvisioner(c.Provisioner.Name, c.Path(c.Provisioner.Key), c.Path(c.PasswordFile), rootSHA)
-}
-
-// RootFingerprint reads the root certificate named in the config.
-func (c *Config) RootFingerprint() (string, error) {
-	b, err := os.ReadFile(c.Path(c.RootCert))
-	if err != nil {
-		return "", fmt.Errorf("root certificate: %w", err)
-	}
-	certs, err := parsePEMCerts(b)
-	if err != nil {
-		return "", fmt.Errorf("root certificate %s: %w", c.Path(c.RootCert), err)
-	}
-	return client.Fingerprint(certs[0]), nil
 }

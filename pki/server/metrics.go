@@ -1,4 +1,4 @@
-package ca
+package server
 
 import (
 	"crypto/x509"
