@@ -10,7 +10,7 @@ import (
 type serverMetrics struct {
 	s *Server
 
-	decisions, published, version, connected *prometheus.Desc
+	decisions, published, version, connected, waiting *prometheus.Desc
 
 	reportsAccepted *prometheus.CounterVec
 	reportsRejected *prometheus.CounterVec
@@ -28,6 +28,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 		published: prometheus.NewDesc("rampart_blocklistd_published_prefixes", "Prefixes in the published blocklist (after allowlist and overlap removal).", nil, nil),
 		version:   prometheus.NewDesc("rampart_blocklistd_version", "Current blocklist version.", nil, nil),
 		connected: prometheus.NewDesc("rampart_blocklistd_connected_agents", "Agents (by certificate name) with a sync request in flight.", nil, nil),
+		waiting:   prometheus.NewDesc("rampart_blocklistd_sync_requests_in_flight", "Sync requests in flight (long polls waiting or being answered).", nil, nil),
 		reportsAccepted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_blocklistd_reports_accepted_total",
 			Help: "Reports accepted, by outcome (counted, banned, already banned, allowlisted: ignored)."}, []string{"outcome"}),
 		reportsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_blocklistd_reports_rejected_total",
@@ -50,6 +51,7 @@ func (m *serverMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.published
 	ch <- m.version
 	ch <- m.connected
+	ch <- m.waiting
 	m.reportsAccepted.Describe(ch)
 	m.reportsRejected.Describe(ch)
 	m.feedErrors.Describe(ch)
@@ -72,6 +74,7 @@ func (m *serverMetrics) Collect(ch chan<- prometheus.Metric) {
 	e.mu.RUnlock()
 	m.s.agentsMu.Lock()
 	ch <- prometheus.MustNewConstMetric(m.connected, prometheus.GaugeValue, float64(len(m.s.inflight)))
+	ch <- prometheus.MustNewConstMetric(m.waiting, prometheus.GaugeValue, float64(m.s.requests))
 	m.s.agentsMu.Unlock()
 	m.reportsAccepted.Collect(ch)
 	m.reportsRejected.Collect(ch)

@@ -155,6 +155,7 @@ type Server struct {
 
 	agentsMu sync.Mutex
 	inflight map[string]int
+	requests int // sync requests in flight
 }
 
 // New loads the store's state and applies the static allowlist. reg may be
@@ -522,6 +523,7 @@ func (s *Server) agentSeen(name string, have uint64, delta int) {
 	s.m.agentLag.WithLabelValues(name).Set(lag)
 	s.m.agentLastSync.WithLabelValues(name).SetToCurrentTime()
 	s.agentsMu.Lock()
+	s.requests += delta
 	s.inflight[name] += delta
 	if s.inflight[name] <= 0 {
 		delete(s.inflight, name)

@@ -4,7 +4,9 @@
 //
 // # Update encoding
 //
-// An update body is the 4-byte magic "RBL1" followed by a gzip stream of:
+// An update body is the 4-byte magic "RBL1", one byte saying how the rest
+// is compressed (0: not at all, for small deltas, so that waking thousands
+// of agents costs no decompressor each; 1: gzip), then:
 //
 //	flags     byte      bit 0: full snapshot
 //	version   uvarint
@@ -66,15 +68,10 @@ type Update struct {
 }
 
 // Encode writes u to w. Prefixes must be masked; they are sorted on a copy.
+// Bodies under 512 bytes go uncompressed.
 func Encode(w io.Writer, u Update, level int) error {
-	if _, err := w.Write(magic); err != nil {
-		return err
-	}
-	zw, err := gzip.NewWriterLevel(w, level)
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriterSize(zw, 64<<10)
+	var raw bytes.Buffer
+	bw := bufio.NewWriterSize(&raw, 64<<10)
 	var flags byte
 	if u.Full {
 		flags = 1
@@ -96,8 +93,27 @@ func Encode(w io.Writer, u Update, level int) error {
 	if err := bw.Flush(); err != nil {
 		return err
 	}
+	if raw.Len() < 512 {
+		_, err := w.Write(append(append(append([]byte{}, magic...), compressNone), raw.Bytes()...))
+		return err
+	}
+	if _, err := w.Write(append(append([]byte{}, magic...), compressGzip)); err != nil {
+		return err
+	}
+	zw, err := gzip.NewWriterLevel(w, level)
+	if err != nil {
+		return err
+	}
+	if _, err := zw.Write(raw.Bytes()); err != nil {
+		return err
+	}
 	return zw.Close()
 }
+
+const (
+	compressNone byte = 0
+	compressGzip byte = 1
+)
 
 // Bytes is Encode into a new slice at gzip.DefaultCompression.
 func Bytes(u Update) []byte {
@@ -157,15 +173,23 @@ func Decode(r io.Reader, maxEntries int) (Update, error) {
 	if maxEntries <= 0 {
 		maxEntries = 1 << 24
 	}
-	var m [4]byte
-	if _, err := io.ReadFull(r, m[:]); err != nil || !bytes.Equal(m[:], magic) {
+	var m [5]byte
+	if _, err := io.ReadFull(r, m[:]); err != nil || !bytes.Equal(m[:4], magic) {
 		return Update{}, fmt.Errorf("%w: bad magic", ErrFormat)
 	}
-	zr, err := gzip.NewReader(r)
-	if err != nil {
-		return Update{}, fmt.Errorf("%w: %v", ErrFormat, err)
+	var br *bufio.Reader
+	switch m[4] {
+	case compressNone:
+		br = bufio.NewReader(r)
+	case compressGzip:
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return Update{}, fmt.Errorf("%w: %v", ErrFormat, err)
+		}
+		br = bufio.NewReaderSize(zr, 64<<10)
+	default:
+		return Update{}, fmt.Errorf("%w: unknown compression %d", ErrFormat, m[4])
 	}
-	br := bufio.NewReaderSize(zr, 64<<10)
 	d := decoder{r: br, left: maxEntries}
 	flags, err := br.ReadByte()
 	if err != nil {

@@ -15,6 +15,7 @@ func TestRoundTrip(t *testing.T) {
 		{Version: 1, Full: true},
 		{Version: 42, Full: true, Entries: []netip.Prefix{p("10.0.0.0/8"), p("0.0.0.0/32"), p("255.255.255.255/32"), p("2001:db8::/32"), p("::/0"), p("2001:db8::1/128")}},
 		{Version: 1 << 40, Add: []netip.Prefix{p("192.0.2.0/24")}, Remove: []netip.Prefix{p("2001:db8:1::/48"), p("198.51.100.7/32")}},
+		{Version: 9, Full: true, Entries: randomHosts(1000)}, // compressed
 	}
 	for _, u := range tests {
 		got, err := Decode(bytes.NewReader(Bytes(u)), 0)
@@ -44,7 +45,7 @@ func TestDecodeLimits(t *testing.T) {
 	if _, err := Decode(bytes.NewReader(Bytes(u)), 1); err == nil {
 		t.Fatal("decoded more entries than allowed")
 	}
-	for _, bad := range [][]byte{nil, []byte("RBL"), []byte("XXXX"), append([]byte("RBL1"), 0x1f, 0x8b)} {
+	for _, bad := range [][]byte{nil, []byte("RBL"), []byte("XXXX"), []byte("RBL1\x01\x1f\x8b"), []byte("RBL1\x07"), []byte("RBL1\x00\x01\x05\x02\x20")} {
 		if _, err := Decode(bytes.NewReader(bad), 0); err == nil {
 			t.Errorf("decoded %q", bad)
 		}
