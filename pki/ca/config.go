@@ -70,8 +70,9 @@ type Config struct {
 
 	// Policy limits the names the CA signs. Empty lists allow everything.
 	Policy struct {
-		// DNS entries use step's syntax: "*.rampart.internal" matches every
-		// name under rampart.internal, "localhost" only itself.
+		// DNS entries use step's policy syntax: "*.rampart.internal" matches
+		// one label under rampart.internal (web1.rampart.internal, not
+		// a.web1.rampart.internal), "localhost" only itself.
 		DNS []string `yaml:"dns"`
 		IP  []string `yaml:"ip"` // CIDRs or single addresses
 	} `yaml:"policy"`

@@ -1,0 +1,105 @@
+package server
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/rampart-sec/rampart/pki/ca"
+	"github.com/rampart-sec/rampart/pki/client"
+)
+
+func TestExplain(t *testing.T) {
+	for _, tc := range []struct{ internal, want string }{
+		{"authority.Authorize: authority.authorizeSign: token already used", "token already used"},
+		{"jwk.authorizeToken; invalid jwk claims: go-jose/go-jose/jwt: validation failed, token is expired (exp)", "token expired"},
+		{"certificate request does not contain the valid DNS names - got [b], want [a]", "token not valid for the requested names: certificate request does not contain the valid DNS names - got [b], want [a]"},
+		{"authority.authorizeRenew: certificate has been revoked", "certificate revoked"},
+		{"jwk.authorizeToken; error parsing jwk token", "malformed token"},
+		{"provisioner not found or invalid audience (x)", "token was minted for another CA URL (aud)"},
+	} {
+		if got := explain(errors.New(tc.internal), nil); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("explain(%q) = %q, want prefix %q", tc.internal, got, tc.want)
+		}
+	}
+	if got := explain(nil, []byte(`{"status":400,"message":"as step said"}`)); got != "as step said" {
+		t.Errorf("fallback %q", got)
+	}
+}
+
+func TestRouteOf(t *testing.T) {
+	for in, want := range map[string]string{
+		"/1.0/sign": "/sign", "/sign": "/sign", "/root/abc": "/root/{sha}", "/1.0/ssh/sign": "/ssh/sign",
+		"/provisioners/x/encrypted-key": "/provisioners", "/../etc/passwd": "other", "/acme/x": "other",
+	} {
+		if got := routeOf(in); got != want {
+			t.Errorf("routeOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestNamePolicy(t *testing.T) {
+	var cfg ca.Config
+	cfg.Policy.DNS = []string{"*.rampart.test", "localhost"}
+	cfg.Policy.IP = []string{"127.0.0.0/8", "10.1.0.0/16"}
+	cfg.Roles = []string{"agent", "admin"}
+	p, err := newNamePolicy(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for _, tc := range []struct {
+		names []string
+		ok    bool
+	}{
+		{[]string{"a.rampart.test"}, true},
+		{[]string{"localhost", "127.0.0.1"}, true},
+		{[]string{"b.rampart.test", "10.1.2.3", "urn:rampart:role:agent"}, true},
+		{[]string{"a.b.rampart.test"}, false}, // step: a wildcard matches one label
+		{[]string{"rampart.test.evil.com"}, false},
+		{[]string{"a.rampart.test", "10.2.0.1"}, false},
+		{[]string{"a.rampart.test", "urn:rampart:role:root"}, false},
+		{[]string{"a.rampart.test", "spiffe://x/y"}, false},
+		{[]string{"a.rampart.test", "me@rampart.test"}, false},
+	} {
+		csr, err := client.NewCSR(key, "x", tc.names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.check(csr); (err == nil) != tc.ok {
+			t.Errorf("names %v: err %v, want ok=%v", tc.names, err, tc.ok)
+		}
+	}
+	if err := p.checkSSHHost([]string{"h.rampart.test", "127.0.0.2"}); err != nil {
+		t.Error(err)
+	}
+	if err := p.checkSSHHost([]string{"h.example.com"}); err == nil {
+		t.Error("ssh host outside policy accepted")
+	}
+}
+
+func FuzzPrecheck(f *testing.F) {
+	var cfg ca.Config
+	cfg.Policy.DNS = []string{"*.rampart.test"}
+	cfg.Roles = []string{"agent"}
+	p, err := newNamePolicy(&cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &Server{policy: p}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := client.NewCSR(key, "x", []string{"x.rampart.test"})
+	good, _ := json.Marshal(map[string]string{"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr.Raw})), "ott": "a.b.c"})
+	f.Add("/sign", good)
+	f.Add("/sign", []byte(`{"csr":"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"}`))
+	f.Add("/ssh/sign", []byte(`{"ott":"e30.eyJzdGVwIjp7InNzaCI6eyJjZXJ0VHlwZSI6Imhvc3QiLCJwcmluY2lwYWxzIjpbImEiXX19fQ.x"}`))
+	f.Add("/renew", []byte(`{}`))
+	f.Fuzz(func(t *testing.T, route string, body []byte) {
+		_ = s.precheck(route, body)
+	})
+}
