@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,8 +112,9 @@ func BenchmarkRecordedCat200MB(b *testing.B) {
 	w := recNewWorld(b, nil)
 	cfg := w.cfg
 	cfg.Dir = filepath.Join(b.TempDir(), "recordings")
-	cfg.NoSync = false
+	cfg.NoSync = os.Getenv("RAMPART_RECORDED_NOSYNC") != ""
 	cfg.Ciphers = []string{"aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"}
+	cfg.CPUProfile = os.Getenv("RAMPART_RECORDED_CPUPROFILE")
 	addr, child := recStartChild(b, cfg)
 	sshdPid := recSSHDPid(b, w.sshd)
 
@@ -153,6 +155,10 @@ func BenchmarkRecordedCat200MB(b *testing.B) {
 		total += n.n
 	}
 	b.StopTimer()
+	if cfg.CPUProfile != "" {
+		child.Process.Signal(syscall.SIGTERM)
+		child.Wait()
+	}
 	gb := float64(total) / (1 << 30)
 	b.ReportMetric(proxyCPU.Seconds()/gb, "proxy-cpu-s/GB")
 	b.ReportMetric(sshdCPU.Seconds()/gb, "sshd-cpu-s/GB")

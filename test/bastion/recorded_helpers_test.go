@@ -15,10 +15,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,6 +163,7 @@ type recProxyConfig struct {
 	AuditPath    string // child: audit events as JSON lines
 	Ciphers      []string
 	MaxRetention int64
+	CPUProfile   string // child: write a CPU profile here until SIGTERM
 }
 
 // recServe runs a minimal gliderlabs server (public key auth only) whose
@@ -420,8 +424,20 @@ func TestRecordedChildServer(t *testing.T) {
 		defer mu.Unlock()
 		auditOut.Write(append(b, '\n'))
 	}
+	ctx := context.Background()
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, syscall.SIGTERM)
+		defer stop()
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Printf("LISTEN %s\n", ln.Addr())
-	if err := recServe(context.Background(), ln, cfg, audit); err != nil {
+	if err := recServe(ctx, ln, cfg, audit); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -25,6 +25,7 @@
 package asciicast
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -384,11 +385,30 @@ func appendEvent(buf []byte, t time.Duration, code string, p []byte) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plainASCII8 reports whether the eight bytes in x need no JSON escaping:
+// all ASCII, none below 0x20, none a quote or backslash.
+func plainASCII8(x uint64) bool {
+	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	below20 := (x - ones*0x20) & ^x & highs
+	return (x&highs)|below20|hasZero(x^(ones*'"'))|hasZero(x^(ones*'\\')) == 0
+}
+
 // appendJSONString appends p as a JSON string; invalid UTF-8 becomes U+FFFD.
 func appendJSONString(buf []byte, p []byte) []byte {
 	buf = append(buf, '"')
 	start := 0
 	for i := 0; i < len(p); {
+		// Eight plain ASCII bytes at a time: the common case for terminal
+		// output, and this loop runs over every byte of a session.
+		if i+8 <= len(p) && plainASCII8(binary.LittleEndian.Uint64(p[i:])) {
+			i += 8
+			continue
+		}
 		c := p[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {

@@ -3,6 +3,7 @@ package asciicast
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"io"
@@ -294,4 +295,26 @@ func FuzzWriterRoundTrip(f *testing.F) {
 			t.Fatalf("round trip: got %q, want %q", got.String(), data)
 		}
 	})
+}
+
+func TestPlainASCII8(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < 8; pos++ {
+			b := []byte("abcdefgh")
+			b[pos] = byte(c)
+			want := c >= 0x20 && c < 0x80 && c != '"' && c != '\\'
+			if got := plainASCII8(binary.LittleEndian.Uint64(b)); got != want {
+				t.Fatalf("byte %#x at %d: got %v", c, pos, got)
+			}
+		}
+	}
+}
+
+func BenchmarkAppendJSONString(b *testing.B) {
+	p := bytes.Repeat([]byte("0123456789 the quick brown fox jumps over the lazy dog\r\n"), 1000)
+	buf := make([]byte, 0, 2*len(p))
+	b.SetBytes(int64(len(p)))
+	for i := 0; i < b.N; i++ {
+		buf = appendJSONString(buf[:0], p)
+	}
 }
