@@ -285,7 +285,13 @@ func (s *session) relay(ctx context.Context, client *gossh.Client) error {
 	wg.Wait()
 	close(done)
 
-	exit := <-exitCh
+	// The exit status comes with or just after the end of output; a client
+	// that went away does not wait for a target that never sends one.
+	var exit *gossh.Request
+	select {
+	case exit = <-exitCh:
+	case <-ctx.Done():
+	}
 	if finishXfer != nil {
 		finishXfer()
 	}
