@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -27,7 +28,7 @@ func cmdDevCerts(ctx context.Context, args []string) error {
 		return err
 	}
 	if *out == "" || fs.NArg() != 0 {
-		return fmt.Errorf("usage: blocklistd dev-certs --out DIR [--host H]...")
+		return errors.New("usage: blocklistd dev-certs --out DIR [--host H]")
 	}
 	if len(hosts) == 0 {
 		hosts = listFlag{"localhost", "127.0.0.1", "::1"}
