@@ -97,6 +97,15 @@ const maxTextBytes = 120
 // The returned error is only ever a read error from r; the Result holds
 // everything read up to that point.
 func Parse(r io.Reader, name string, opts Options) (Result, error) {
+	var ps []netip.Prefix
+	res, err := Scan(r, name, opts, func(p netip.Prefix) { ps = append(ps, p) })
+	res.Prefixes = ps
+	return res, err
+}
+
+// Scan is Parse for large files: each accepted prefix goes to fn as it is
+// read instead of into Result.Prefixes, which stays empty.
+func Scan(r io.Reader, name string, opts Options, fn func(netip.Prefix)) (Result, error) {
 	maxLine := opts.maxLine()
 	br := bufio.NewReaderSize(r, maxLine+1)
 	var res Result
@@ -107,7 +116,7 @@ func Parse(r io.Reader, name string, opts Options) (Result, error) {
 			if tooLong {
 				res.reject(name, line, fmt.Sprintf("line longer than %d bytes", maxLine))
 			} else {
-				res.parseLine(name, line, opts)
+				res.parseLine(name, line, opts, fn)
 			}
 		}
 		if err == io.EOF {
@@ -146,7 +155,7 @@ func (res *Result) reject(name string, line []byte, reason string) {
 	res.Rejected = append(res.Rejected, LineError{File: name, Line: res.Lines, Text: text, Reason: reason})
 }
 
-func (res *Result) parseLine(name string, line []byte, opts Options) {
+func (res *Result) parseLine(name string, line []byte, opts Options, fn func(netip.Prefix)) {
 	field := line
 	if i := bytes.IndexAny(field, "#;"); i >= 0 {
 		field = field[:i]
@@ -159,12 +168,18 @@ func (res *Result) parseLine(name string, line []byte, opts Options) {
 		res.reject(name, line, "unexpected text after the address")
 		return
 	}
+	if p, ok := fastAddr(field); ok {
+		fn(p)
+		return
+	}
 	ps, err := parseEntry(string(field), opts)
 	if err != nil {
 		res.reject(name, line, err.Error())
 		return
 	}
-	res.Prefixes = append(res.Prefixes, ps...)
+	for _, p := range ps {
+		fn(p)
+	}
 }
 
 var errZone = errors.New("address has a zone (%...), which a blocklist cannot use")
@@ -261,4 +276,34 @@ func checkWidth(p netip.Prefix, opts Options) error {
 		return fmt.Errorf("prefix /%d is broader than /%d (this source does not allow broad prefixes)", p.Bits(), limit)
 	}
 	return nil
+}
+
+// fastAddr parses a plain dotted-quad IPv4 address without allocating,
+// the bulk of every feed; anything else takes the general path.
+func fastAddr(b []byte) (netip.Prefix, bool) {
+	var a [4]byte
+	i := 0
+	for part := 0; part < 4; part++ {
+		if part > 0 {
+			if i >= len(b) || b[i] != '.' {
+				return netip.Prefix{}, false
+			}
+			i++
+		}
+		start, v := i, 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' && i-start < 3 {
+			v = v*10 + int(b[i]-'0')
+			i++
+		}
+		// No empty fields, no leading zeros (netip refuses them too, as
+		// they read as octal to some tools), no value above 255.
+		if i == start || v > 255 || (b[start] == '0' && i-start > 1) {
+			return netip.Prefix{}, false
+		}
+		a[part] = byte(v)
+	}
+	if i != len(b) {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(netip.AddrFrom4(a), 32), true
 }

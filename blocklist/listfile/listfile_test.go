@@ -153,3 +153,30 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func FuzzFastAddr(f *testing.F) {
+	for _, s := range []string{"192.0.2.1", "1.2.3", "01.2.3.4", "256.1.1.1", "1.2.3.4.5", "0.0.0.0", "1..2.3", "1234.1.1.1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, ok := fastAddr([]byte(s))
+		a, err := netip.ParseAddr(s)
+		want := err == nil && a.Is4()
+		if ok && (!want || p != netip.PrefixFrom(a, 32)) {
+			t.Fatalf("fastAddr(%q) = %v, netip says %v %v", s, p, a, err)
+		}
+		if !ok && want && !strings.ContainsAny(s, "%:") {
+			// The general path handles it; fastAddr may decline, but a
+			// plain dotted quad should not be declined.
+			t.Fatalf("fastAddr(%q) declined a plain address", s)
+		}
+	})
+}
+
+func TestScan(t *testing.T) {
+	var got []netip.Prefix
+	res, err := Scan(strings.NewReader("192.0.2.1\nbad\n2001:db8::/32\n"), "s", Options{}, func(p netip.Prefix) { got = append(got, p) })
+	if err != nil || len(res.Prefixes) != 0 || len(res.Rejected) != 1 || len(got) != 2 {
+		t.Fatalf("Scan: %v, %+v, %v", err, res, got)
+	}
+}

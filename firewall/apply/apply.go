@@ -20,8 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"go4.org/netipx"
-
 	"github.com/rampart-sec/rampart/blocklist/listfile"
 	"github.com/rampart-sec/rampart/firewall"
 )
@@ -73,38 +71,47 @@ func Run(ctx context.Context, b firewall.Backend, cfg Config) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
-	if err := b.Replace(ctx, set); err != nil {
+	if err := firewall.Replace(ctx, b, set); err != nil {
 		return sum, err
 	}
 	sum.Elapsed = now().Sub(start)
 	return sum, nil
 }
 
-// build reads every list and applies the policy. The parsed prefixes die
-// with this frame, before the backend encodes the set.
-func build(cfg Config, sum *Summary) (*netipx.IPSet, error) {
-	var prefixes []netip.Prefix
+// build streams every list through the policy into a compact set; the
+// parsed entries are never held as a whole.
+func build(cfg Config, sum *Summary) (*firewall.Set, error) {
+	var readErr error
 	stdinUsed := false
-	for _, name := range cfg.Files {
-		res, err := readList(name, cfg, &stdinUsed)
-		sum.Files++
-		sum.Lines += res.Lines
-		sum.Rejected = append(sum.Rejected, res.Rejected...)
-		if err != nil {
-			return nil, err
-		}
-		if prefixes == nil {
-			prefixes = res.Prefixes
-		} else {
-			prefixes = append(prefixes, res.Prefixes...)
+	entries := func(yield func(netip.Prefix) bool) {
+		for _, name := range cfg.Files {
+			stopped := false
+			res, err := scanList(name, cfg, &stdinUsed, func(p netip.Prefix) {
+				if !stopped && !yield(p) {
+					stopped = true
+				}
+			})
+			sum.Files++
+			sum.Lines += res.Lines
+			sum.Rejected = append(sum.Rejected, res.Rejected...)
+			if err != nil {
+				readErr = err
+				return
+			}
+			if stopped {
+				return
+			}
 		}
 	}
-	set, st, err := cfg.Policy.Build(prefixes)
+	set, st, err := cfg.Policy.BuildSet(entries)
 	sum.Stats = st
+	if readErr != nil {
+		return nil, readErr
+	}
 	return set, err
 }
 
-func readList(name string, cfg Config, stdinUsed *bool) (listfile.Result, error) {
+func scanList(name string, cfg Config, stdinUsed *bool, fn func(netip.Prefix)) (listfile.Result, error) {
 	if name == "-" {
 		if *stdinUsed {
 			return listfile.Result{}, errors.New(`"-" (stdin) given twice`)
@@ -114,14 +121,14 @@ func readList(name string, cfg Config, stdinUsed *bool) (listfile.Result, error)
 		if in == nil {
 			in = os.Stdin
 		}
-		return listfile.Parse(in, "-", cfg.List)
+		return listfile.Scan(in, "-", cfg.List, fn)
 	}
 	f, err := os.Open(name)
 	if err != nil {
 		return listfile.Result{}, fmt.Errorf("list file: %w", err)
 	}
 	defer f.Close()
-	return listfile.Parse(f, name, cfg.List)
+	return listfile.Scan(f, name, cfg.List, fn)
 }
 
 // Flush removes everything the backend installed.

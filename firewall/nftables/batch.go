@@ -154,8 +154,9 @@ func (w *elementWriter) close() {
 	w.msgOff = -1
 }
 
-// add writes one element: key, flagged as an interval end if end.
-func (w *elementWriter) add(key netip.Addr, end bool) {
+// add writes one element: key (4 or 16 bytes, network order), flagged as
+// an interval end if end.
+func (w *elementWriter) add(key []byte, end bool) {
 	if w.msgOff >= 0 && len(w.bt.buf)-w.listOff > maxElemsBytes {
 		w.close()
 	}
@@ -165,7 +166,7 @@ func (w *elementWriter) add(key netip.Addr, end bool) {
 	b := w.bt.buf
 	b, elem := nest(b, unix.NFTA_LIST_ELEM)
 	b, k := nest(b, unix.NFTA_SET_ELEM_KEY)
-	b = attr(b, unix.NFTA_DATA_VALUE, key.AsSlice())
+	b = attr(b, unix.NFTA_DATA_VALUE, key)
 	closeNest(b, k)
 	if end {
 		var f [4]byte
@@ -192,7 +193,7 @@ func (bt *batch) addElements(table string, singles []netip.Addr, ranges []netipx
 		w := bt.elements(table, fam.addr, typ)
 		for _, a := range singles {
 			if a.Is4() == fam.is4 {
-				w.add(a, false)
+				w.add(a.AsSlice(), false)
 			}
 		}
 		w.close()
@@ -202,9 +203,9 @@ func (bt *batch) addElements(table string, singles []netip.Addr, ranges []netipx
 			if r.From().Is4() != fam.is4 {
 				continue
 			}
-			w.add(r.From(), false)
+			w.add(r.From().AsSlice(), false)
 			if next := r.To().Next(); next.IsValid() {
-				w.add(next, true)
+				w.add(next.AsSlice(), true)
 			}
 		}
 		w.close()

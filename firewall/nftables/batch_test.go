@@ -171,13 +171,13 @@ func replaceBatch(t *testing.T, opts Options, rebuild bool, set *netipx.IPSet) [
 	if err != nil {
 		t.Fatal(err)
 	}
-	head, err := b.layout.replaceHead(rebuild, opts.Reject)
+	singles, ranges := splitRanges(set.Ranges())
+	head, err := b.layout.replaceHead(rebuild, opts.Reject, [2]int{len(singles), 0})
 	if err != nil {
 		t.Fatal(err)
 	}
 	bt := newBatch()
 	bt.addRaw(head)
-	singles, ranges := splitRanges(set.Ranges())
 	bt.addElements(b.opts.Table, singles, ranges, unix.NFT_MSG_NEWSETELEM)
 	bt.end()
 	return bt.buf

@@ -335,3 +335,28 @@ func TestKernelRebuildsForeignLayout(t *testing.T) {
 		t.Errorf("rules not switched to reject: %v", v.rules["input"])
 	}
 }
+
+// A load that outgrows the fixed-size hash set rebuilds it bigger.
+func TestKernelGrowsHashSet(t *testing.T) {
+	h := newHost(t)
+	ctx := context.Background()
+	b := newKernelBackend(t, h, Options{})
+	if err := b.Replace(ctx, ipset(t, "192.0.2.1/32")); err != nil {
+		t.Fatal(err)
+	}
+	var sb netipx.IPSetBuilder
+	a := netip.MustParseAddr("10.0.0.1")
+	for i := 0; i < 70000; i++ {
+		sb.Add(a)
+		a = a.Next().Next()
+	}
+	big, _ := sb.IPSet()
+	if err := b.Replace(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	check(t, h, b, big)
+	out := h.MustRun("nft", "list", "set", "inet", "rampart", "addr4")
+	if !strings.Contains(out, "size 262144") {
+		t.Errorf("addr4 not resized:\n%.300s", out)
+	}
+}

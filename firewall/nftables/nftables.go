@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -58,7 +59,10 @@ type Backend struct {
 	ranges *netipx.IPSet
 }
 
-var _ firewall.Backend = (*Backend)(nil)
+var (
+	_ firewall.Backend     = (*Backend)(nil)
+	_ firewall.SetReplacer = (*Backend)(nil)
+)
 
 // New returns a backend for opts. It does not touch the kernel.
 func New(opts Options) (*Backend, error) {
@@ -170,30 +174,77 @@ func (l layout) rules(c *nft.Chain, reject bool) []*nft.Rule {
 
 // Replace makes the enforced set exactly set, in one transaction.
 func (b *Backend) Replace(ctx context.Context, set *netipx.IPSet) error {
+	if set == nil {
+		set = &netipx.IPSet{}
+	}
+	singles, ranges := splitRanges(set.Ranges())
+	n4 := 0
+	for _, a := range singles {
+		if a.Is4() {
+			n4++
+		}
+	}
+	return b.replace(ctx, ranges, [2]int{n4, len(singles) - n4}, func(bt *batch) int {
+		return bt.addElements(b.opts.Table, singles, ranges, unix.NFT_MSG_NEWSETELEM)
+	})
+}
+
+// ReplaceSet is Replace for a compact [firewall.Set]: its ranges are
+// encoded straight into the batch, with no netipx.IPSet in between.
+func (b *Backend) ReplaceSet(ctx context.Context, s *firewall.Set) error {
+	var ranges []netipx.IPRange
+	for r := range s.Wide() {
+		ranges = append(ranges, r)
+	}
+	var singles [2]int
+	for range s.Singles4() {
+		singles[0]++
+	}
+	for range s.Singles6() {
+		singles[1]++
+	}
+	return b.replace(ctx, ranges, singles, func(bt *batch) int {
+		n := 0
+		w := bt.elements(b.opts.Table, setAddr4, unix.NFT_MSG_NEWSETELEM)
+		for a := range s.Singles4() {
+			w.add(a[:], false)
+		}
+		w.close()
+		n += w.n
+		w = bt.elements(b.opts.Table, setAddr6, unix.NFT_MSG_NEWSETELEM)
+		for a := range s.Singles6() {
+			w.add(a[:], false)
+		}
+		w.close()
+		n += w.n
+		return n + bt.addElements(b.opts.Table, nil, ranges, unix.NFT_MSG_NEWSETELEM)
+	})
+}
+
+// replace sends the head of a full replace (refill or rebuild), the
+// elements fill writes, and records the intervals installed.
+func (b *Backend) replace(ctx context.Context, ranges []netipx.IPRange, singles [2]int, fill func(*batch) int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.ranges = nil
-	if set == nil {
-		set = &netipx.IPSet{}
-	}
-	rebuild, err := b.needsRebuild()
+	rebuild, err := b.needsRebuild(singles)
 	if err != nil {
 		return err
 	}
-	head, err := b.layout.replaceHead(rebuild, b.opts.Reject)
+	head, err := b.layout.replaceHead(rebuild, b.opts.Reject, singles)
 	if err != nil {
 		return err
 	}
 	bt := newBatch()
+	bt.buf = slices.Grow(bt.buf, len(head)+batchSize(singles, ranges))
 	bt.addRaw(head)
-	singles, ranges := splitRanges(set.Ranges())
-	elements := bt.addElements(b.opts.Table, singles, ranges, unix.NFT_MSG_NEWSETELEM)
+	elements := fill(bt)
 	bt.end()
 	if err := b.send(ctx, bt); err != nil {
-		return fmt.Errorf("nftables: replace table inet %s with %d entries: %w", b.opts.Table, elements, err)
+		return fmt.Errorf("nftables: replace table inet %s with %d elements: %w", b.opts.Table, elements, err)
 	}
 	b.ranges = rangesOnly(ranges)
 	b.log.Info("nftables: replaced blocklist", "table", b.opts.Table, "elements", elements, "rebuilt", rebuild, "bytes", len(bt.buf))
@@ -202,8 +253,9 @@ func (b *Backend) Replace(ctx context.Context, set *netipx.IPSet) error {
 
 // needsRebuild reports whether the table is missing or laid out
 // differently from what this backend installs (another version, or
-// options changed); then Replace recreates it instead of refilling sets.
-func (b *Backend) needsRebuild() (bool, error) {
+// options changed), or a hash set is too small for the singles it must
+// hold; then Replace recreates it instead of refilling sets.
+func (b *Backend) needsRebuild(singles [2]int) (bool, error) {
 	c, done, err := b.conn()
 	if err != nil {
 		return false, err
@@ -229,6 +281,9 @@ func (b *Backend) needsRebuild() (bool, error) {
 	for _, want := range b.layout.sets {
 		got := byName[want.Name]
 		if got == nil || got.Interval != want.Interval || got.KeyType.Name != want.KeyType.Name {
+			return true, nil
+		}
+		if !want.Interval && !fits(got.Size, singles[hashIndex(want.Name)]) {
 			return true, nil
 		}
 	}
@@ -265,7 +320,7 @@ func (b *Backend) needsRebuild() (bool, error) {
 // replaceHead returns the messages that precede the elements of a full
 // replace, encoded by google/nftables: flush the four sets, or delete and
 // recreate the whole table.
-func (l layout) replaceHead(rebuild, reject bool) ([]byte, error) {
+func (l layout) replaceHead(rebuild, reject bool, singles [2]int) ([]byte, error) {
 	return record(func(c *nft.Conn) {
 		c.AddTable(l.table)
 		if !rebuild {
@@ -279,6 +334,11 @@ func (l layout) replaceHead(rebuild, reject bool) ([]byte, error) {
 		c.DelTable(l.table)
 		c.AddTable(l.table)
 		for _, s := range l.sets {
+			if !s.Interval {
+				sized := *s
+				sized.Size = hashSize(singles[hashIndex(s.Name)])
+				s = &sized
+			}
 			c.AddSet(s, nil)
 		}
 		for _, ch := range l.chains {
@@ -610,4 +670,44 @@ func elementSum(elems []nft.SetElement) uint64 {
 		sum += h.Sum64()
 	}
 	return sum
+}
+
+// Hash sets are created with a size: the kernel then uses its fixed-size
+// hash, which loads a million addresses in a fraction of the time the
+// resizable one takes (it never rehashes). The size is a hard limit on
+// the elements, so it leaves room for deltas: at least twice the load,
+// and at least 65,536. A later load that outgrows it rebuilds the table.
+func hashSize(n int) uint32 {
+	size := uint32(1 << 16)
+	for size < 1<<31 && int(size) < 2*n {
+		size <<= 1
+	}
+	return size
+}
+
+// fits reports whether a hash set of size (0: unlimited) has room for n
+// elements plus headroom for deltas.
+func fits(size uint32, n int) bool {
+	return size == 0 || int64(n)+int64(n)/8+1024 <= int64(size)
+}
+
+func hashIndex(set string) int {
+	if set == setAddr6 {
+		return 1
+	}
+	return 0
+}
+
+// batchSize estimates the encoded size of the elements, so the batch
+// buffer is allocated once.
+func batchSize(singles [2]int, ranges []netipx.IPRange) int {
+	n := 16*singles[0] + 28*singles[1] + 64<<10
+	for _, r := range ranges {
+		if r.From().Is4() {
+			n += 40
+		} else {
+			n += 64
+		}
+	}
+	return n + n/100
 }
