@@ -209,4 +209,3 @@ func idleRSS(b *testing.B, bin string) float64 {
 	b.Fatal("no VmRSS")
 	return 0
 }
-
