@@ -70,6 +70,7 @@ func TestRecordedDiskFull(t *testing.T) {
 	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
 
 	w := recNewWorld(t, func(c *recProxyConfig) { c.Dir = filepath.Join(mnt, "rec") })
+	allow := recNewWorld(t, func(c *recProxyConfig) { c.Dir = filepath.Join(mnt, "allow"); c.Policy = "allow" })
 
 	// Midway: the output outgrows the 64 KiB disk.
 	out, err := w.ssh(t, "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo finished-marker")
@@ -110,6 +111,15 @@ func TestRecordedDiskFull(t *testing.T) {
 	}
 	if len(w.audit.find("recorded.refused")) != 1 {
 		t.Errorf("no refused audit event")
+	}
+
+	// Under the allow policy the session runs, and the gap is audited.
+	out, err = allow.ssh(t, "echo ran-unrecorded")
+	if err != nil || !strings.Contains(out, "ran-unrecorded") {
+		t.Fatalf("allow policy: %v\n%s", err, out)
+	}
+	if len(allow.audit.find("recorded.unrecorded")) != 1 || len(allow.audit.find("recorded.end")) != 1 {
+		t.Errorf("allow policy: the unrecorded session was not audited")
 	}
 }
 
