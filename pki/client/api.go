@@ -282,3 +282,18 @@ func doJSON(ctx context.Context, hc *http.Client, method, u string, in, out any,
 	}
 	return nil
 }
+
+// Renew renews b in memory (mTLS with b's certificate, or a renew token if
+// it has expired) and returns the new bundle with the same key. Nothing is
+// written; [Renew] and [Renewer] are the file-based forms.
+func (c *Client) Renew(ctx context.Context, b *Bundle) (*Bundle, error) {
+	now := time.Now()
+	chain, err := c.renew(ctx, b, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := verifyChain(chain, b.Root, now); err != nil {
+		return nil, fmt.Errorf("renew: CA answer: %w", err)
+	}
+	return &Bundle{Key: b.Key, Chain: chain, Root: b.Root}, nil
+}

@@ -41,6 +41,7 @@ type Server struct {
 	tlsConf *tls.Config
 	m       *serverMetrics
 	policy  *namePolicy
+	bolt    *boltStore // nil with PostgreSQL; closed here because step's Shutdown skips a store it did not open
 
 	tlsMu   sync.Mutex
 	tlsCert *tls.Certificate
@@ -68,14 +69,32 @@ func New(ctx context.Context, cfg *ca.Config, logger *slog.Logger, reg prometheu
 		return nil, fmt.Errorf("pki serve: policy: %w", err)
 	}
 	s := &Server{cfg: cfg, logger: logger, m: newServerMetrics(reg), policy: pol}
-	auth, err := authority.New(sc,
+	opts := []authority.Option{
 		authority.WithPassword(pw),
 		authority.WithSSHHostPassword(pw),
 		authority.WithSSHUserPassword(pw),
 		authority.WithQuietInit(),
 		authority.WithMeter(s.m),
-	)
+	}
+	if cfg.Store.Type == "bbolt" {
+		store, err := openBoltStore(cfg.Path(cfg.Store.Path))
+		if err != nil {
+			return nil, fmt.Errorf("pki serve: %w", err)
+		}
+		for _, t := range stepTables {
+			if err := store.CreateTable([]byte(t)); err != nil {
+				store.Close()
+				return nil, fmt.Errorf("pki serve: bbolt store: create %s: %w", t, err)
+			}
+		}
+		s.bolt = store
+		opts = append(opts, authority.WithDatabase(&db.DB{DB: store}))
+	}
+	auth, err := authority.New(sc, opts...)
 	if err != nil {
+		if s.bolt != nil {
+			s.bolt.Close()
+		}
 		return nil, fmt.Errorf("pki serve: start authority (store %s): %w", cfg.Store.Type, err)
 	}
 	s.auth = auth
@@ -266,6 +285,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // Close releases the store and the audit log.
 func (s *Server) Close() error {
 	err := s.auth.Shutdown()
+	if s.bolt != nil {
+		err = errors.Join(err, s.bolt.Close())
+	}
 	if s.auditW != nil {
 		err = errors.Join(err, s.auditW.Close())
 	}
