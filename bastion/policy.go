@@ -157,6 +157,7 @@ func (p *Policy) checkCert(u *User, cert *gossh.Certificate, remote netip.Addr) 
 		return fmt.Errorf("certificate: %w", err)
 	}
 	checker := gossh.CertChecker{
+		SupportedCriticalOptions: []string{"source-address"},
 		IsUserAuthority: func(auth gossh.PublicKey) bool {
 			return slices.ContainsFunc(p.userCAs, func(k gossh.PublicKey) bool { return keysEqual(k, auth) })
 		},

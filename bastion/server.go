@@ -152,6 +152,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	select {
 	case <-ctx.Done():
 		s.srv.Close()
+		// Close may run before gliderlabs tracks the listener.
+		ln.Close()
 		<-errc
 		return nil
 	case err := <-errc:
