@@ -164,6 +164,7 @@ type recProxyConfig struct {
 	Ciphers      []string
 	MaxRetention int64
 	CPUProfile   string // child: write a CPU profile here until SIGTERM
+	RecordInput  bool
 }
 
 // recServe runs a minimal gliderlabs server (public key auth only) whose
@@ -193,7 +194,7 @@ func recServe(ctx context.Context, ln net.Listener, cfg recProxyConfig, audit fu
 	p, err := recorded.New(recorded.Options{
 		Dir: cfg.Dir, UserCA: ca, Audit: audit, OnRecordFailure: recorded.FailurePolicy(cfg.Policy),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NoSync: cfg.NoSync, Ciphers: cfg.Ciphers,
-		Retention: recorded.Retention{MaxBytes: cfg.MaxRetention},
+		Retention: recorded.Retention{MaxBytes: cfg.MaxRetention}, RecordInput: cfg.RecordInput,
 	})
 	if err != nil {
 		return err

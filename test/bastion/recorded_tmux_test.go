@@ -15,7 +15,7 @@ import (
 // size draws the same screen the user saw. A resize is recorded as an "r"
 // event.
 func TestRecordedInteractiveTmux(t *testing.T) {
-	w := recNewWorld(t, nil)
+	w := recNewWorld(t, func(c *recProxyConfig) { c.RecordInput = true })
 	ssh := testenv.Binary(t, "ssh")
 	cmd := "TERM=screen " + recShellQuote(append([]string{ssh, "-t"}, w.sshArgs(w.addr)...)...)
 	m := recNewTmux(t, 100, 30, cmd)
@@ -70,6 +70,7 @@ func TestRecordedInteractiveTmux(t *testing.T) {
 		t.Errorf("header %+v", rd.Header)
 	}
 	var resized bool
+	var typed strings.Builder
 	for {
 		ev, err := rd.Next()
 		if err != nil {
@@ -78,6 +79,12 @@ func TestRecordedInteractiveTmux(t *testing.T) {
 		if ev.Code == asciicast.Resize && ev.Data == "90x25" {
 			resized = true
 		}
+		if ev.Code == asciicast.Input {
+			typed.WriteString(ev.Data)
+		}
+	}
+	if !strings.Contains(typed.String(), "stty size\r") {
+		t.Errorf("input events %q lack the typed command", typed.String())
 	}
 	if !resized {
 		t.Error("no resize event 90x25 in the recording")
