@@ -1,11 +1,14 @@
 package bastion_test
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/rampart-sec/rampart/bastion/audit"
 	"github.com/rampart-sec/rampart/test/testenv"
 )
 
@@ -103,9 +106,35 @@ func TestOpenSSHThroughBastion(t *testing.T) {
 		}
 	})
 
-	if n := w.verifyAudit(); n < 10 {
+	n := w.verifyAudit()
+	if n < 10 {
 		t.Errorf("audit chain holds only %d records", n)
 	}
+
+	t.Run("a tampered audit line is found", func(t *testing.T) {
+		data, err := os.ReadFile(w.AuditPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		// Hide the refused key-only login: turn its record into a success.
+		victim := -1
+		for i, l := range lines {
+			if strings.Contains(l, `"user":"wrong"`) && strings.Contains(l, `"result":"failure"`) {
+				victim = i
+				break
+			}
+		}
+		if victim < 0 {
+			t.Fatal("no failure record to tamper with")
+		}
+		lines[victim] = strings.Replace(lines[victim], `"result":"failure"`, `"result":"success"`, 1)
+		_, err = audit.Verify(strings.NewReader(strings.Join(lines, "\n")))
+		var bad *audit.BadRecordError
+		if !errors.As(err, &bad) || bad.Line != victim+1 {
+			t.Fatalf("Verify = %v, want the bad record at line %d", err, victim+1)
+		}
+	})
 }
 
 func mustAtoi(t testing.TB, s string) int {
