@@ -86,6 +86,7 @@ func newHarness(t *testing.T, opts testenv.PebbleOptions) *harness {
 type cert struct {
 	name, challenge string
 	domains         []string
+	profile         string
 }
 
 func (h *harness) writeConfig(certs ...cert) *acme.Config {
@@ -94,7 +95,11 @@ func (h *harness) writeConfig(certs ...cert) *acme.Config {
 	fmt.Fprintf(&b, "state_dir: %s\nconcurrency: 8\nmetrics_textfile: %s\naccounts:\n  pebble:\n    directory: %s\n    email: ops@example.com\n    ca_bundle: %s\ncertificates:\n",
 		filepath.Join(h.dir, "state"), filepath.Join(h.dir, "acme.prom"), h.p.DirectoryURL, h.p.CAFile)
 	for _, c := range certs {
-		fmt.Fprintf(&b, "  - name: %s\n    domains: [%s]\n    challenge:\n", c.name, strings.Join(c.domains, ", "))
+		fmt.Fprintf(&b, "  - name: %s\n    domains: [%s]\n", c.name, strings.Join(c.domains, ", "))
+		if c.profile != "" {
+			fmt.Fprintf(&b, "    profile: %s\n", c.profile)
+		}
+		b.WriteString("    challenge:\n")
 		switch c.challenge {
 		case "http01":
 			fmt.Fprintf(&b, "      http01: {address: 127.0.0.1, port: %d}\n", h.p.HTTPPort)
@@ -203,9 +208,9 @@ func TestRenewAgainstPebble(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, testenv.PebbleOptions{})
 	certs := []cert{
-		{"web", "http01", []string{"web.example.com", "www.web.example.com"}},
-		{"alpn", "tlsalpn01", []string{"alpn.example.net"}},
-		{"dns", "dns01", []string{"dns.example.org", "api.dns.example.org"}},
+		{"web", "http01", []string{"web.example.com", "www.web.example.com"}, ""},
+		{"alpn", "tlsalpn01", []string{"alpn.example.net"}, ""},
+		{"dns", "dns01", []string{"dns.example.org", "api.dns.example.org"}, "shortlived"},
 	}
 	cfg := h.writeConfig(certs...)
 	roots := x509.NewCertPool()
@@ -223,6 +228,18 @@ func TestRenewAgainstPebble(t *testing.T) {
 			t.Fatalf("%s: %s (%s)", c.name, r.Action, r.Reason)
 		}
 		leaves[c.name] = checkPair(t, filepath.Join(h.dir, "links", c.name+".key"), filepath.Join(h.dir, "links", c.name+".crt"), roots, c.domains)
+	}
+	// Pebble gives orders without a profile a random one; "shortlived"
+	// must have been asked for and honoured (6 days).
+	if life := leaves["dns"].NotAfter.Sub(leaves["dns"].NotBefore); life > 7*24*time.Hour {
+		t.Fatalf("profile shortlived: lifetime %s", life)
+	}
+	var sawProfile bool
+	for _, o := range h.rec.orders {
+		sawProfile = sawProfile || o["profile"] == "shortlived"
+	}
+	if !sawProfile {
+		t.Fatal("no new-order asked for profile shortlived")
 	}
 	hooks, _ := os.ReadFile(filepath.Join(h.dir, "hooks.log"))
 	if got := strings.Fields(string(hooks)); len(got) != 3 {
