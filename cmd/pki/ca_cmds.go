@@ -24,12 +24,14 @@ func cmdInit(_ context.Context, args []string) error {
 	pw := fs.String("password-file", "", "password that encrypts every key (default DIR/password.txt, generated if missing)")
 	dsn := fs.String("store-dsn", "", "PostgreSQL DSN (default: bbolt file in DIR)")
 	noSSH := fs.Bool("no-ssh", false, "do not create SSH CA keys")
+	metricsAddr := fs.String("metrics", "", "Prometheus listen address for pki serve (e.g. 127.0.0.1:9472)")
+	audit := fs.String("audit-log", "audit.log", "issuance audit log, relative to DIR (\"-\" = the daemon's log)")
 	var dns listFlag
 	fs.Var(&dns, "dns", "name or IP in the CA's TLS certificate and token audience (repeatable; default localhost + listen host)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	res, err := ca.Init(*dir, ca.InitOptions{Name: *name, Listen: *listen, DNSNames: dns, PasswordFile: *pw, StoreDSN: *dsn, NoSSH: *noSSH})
+	res, err := ca.Init(*dir, ca.InitOptions{Name: *name, Listen: *listen, DNSNames: dns, PasswordFile: *pw, StoreDSN: *dsn, NoSSH: *noSSH, Metrics: *metricsAddr, AuditLog: *audit})
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,8 @@ type InitOptions struct {
 	PasswordFile string
 	StoreDSN     string // empty: bbolt in the CA directory
 	NoSSH        bool
+	Metrics      string // Prometheus listen address for pki serve; empty = none
+	AuditLog     string // audit log file; empty = the daemon's log
 	Now          func() time.Time
 }
 
@@ -214,6 +216,7 @@ func Init(dir string, o InitOptions) (*InitResult, error) {
 		c.Store.Type, c.Store.DSN = "postgresql", o.StoreDSN
 	}
 	c.Leaf.AllowRenewalAfterExpiry = true
+	c.Metrics, c.AuditLog = o.Metrics, o.AuditLog
 	if !o.NoSSH {
 		c.SSH.Enabled, c.SSH.HostKey, c.SSH.UserKey = true, sshHostKeyFile, sshUserKeyFile
 	}
