@@ -438,6 +438,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // decodeJSON reads exactly one JSON object of at most wire.MaxBody bytes
 // with no unknown fields.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) (int, error) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(10 * time.Second))
 	r.Body = http.MaxBytesReader(w, r.Body, wire.MaxBody)
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -898,7 +899,9 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, tlsConfig *tls.
 		Handler:           h,
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		// No ReadTimeout: net/http keeps the read deadline during the handler
+		// and cancels the request when it passes, which would cut every long
+		// poll short. Bodies get their own deadline in decodeJSON.
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
