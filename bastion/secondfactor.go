@@ -92,7 +92,7 @@ func (s *Server) secondFactor(ctx glssh.Context, st *connState, conn gossh.ConnM
 	case useDuo:
 		question = "Duo passcode (type phone for a call): "
 	}
-	answers, err := client(user, "Second factor for the Rampart bastion", []string{question}, []bool{false})
+	answers, err := client("", "Second factor for the Rampart bastion", []string{question}, []bool{false})
 	if err != nil {
 		return fail("keyboard-interactive", "no answer: "+err.Error())
 	}
