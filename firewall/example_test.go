@@ -32,6 +32,6 @@ func ExamplePolicy_Build() {
 	fmt.Printf("%+v\n", stats)
 	fmt.Println(fw.Contains(netip.MustParseAddr("198.51.100.9")), fw.Contains(netip.MustParseAddr("198.51.100.10")))
 	// Output:
-	// {Input:4 Refused:1 Allowlisted:2 Addresses:0 Prefixes:8 Ranges:2}
+	// {Input:4 Refused:1 Allowlisted:2 Addresses:1 Prefixes:7 Ranges:2}
 	// true false
 }

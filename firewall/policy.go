@@ -55,9 +55,9 @@ type Stats struct {
 	Input       int // entries given
 	Refused     int // invalid, or broader than the limit
 	Allowlisted int // entries overlapping the allowlist (trimmed or dropped)
-	Addresses   int // single addresses in the result
-	Prefixes    int // prefixes (wider than one address) covering the rest of the result
-	Ranges      int // ranges in the result, single addresses included
+	Addresses   int // single addresses (/32, /128) in the result, as CIDR prefixes cover it
+	Prefixes    int // wider prefixes in that cover
+	Ranges      int // contiguous ranges in the result
 }
 
 // Allowlist returns every address the policy protects: AlwaysAllowed,

@@ -291,11 +291,9 @@ func Replace(ctx context.Context, b Backend, s *Set) error {
 func (st *Stats) countSet(s *Set) {
 	for _, r := range s.v4 {
 		st.Ranges++
-		if r.from == r.to {
-			st.Addresses++
-			continue
-		}
-		st.Prefixes += prefixCount4(r.from, r.to)
+		singles, wider := prefixCount4(r.from, r.to)
+		st.Addresses += singles
+		st.Prefixes += wider
 	}
 	for _, r := range s.v6 {
 		st.Ranges++
@@ -303,13 +301,19 @@ func (st *Stats) countSet(s *Set) {
 			st.Addresses++
 			continue
 		}
-		st.Prefixes += len(netipx.IPRangeFrom(from6(r.from), from6(r.to)).Prefixes())
+		for _, p := range netipx.IPRangeFrom(from6(r.from), from6(r.to)).Prefixes() {
+			if p.IsSingleIP() {
+				st.Addresses++
+			} else {
+				st.Prefixes++
+			}
+		}
 	}
 }
 
-// prefixCount4 counts the CIDR prefixes that cover from..to exactly.
-func prefixCount4(from, to uint32) int {
-	n := 0
+// prefixCount4 counts the CIDR prefixes that cover from..to exactly:
+// single addresses (/32) and wider ones.
+func prefixCount4(from, to uint32) (singles, wider int) {
 	for {
 		// The largest aligned block starting at from that fits.
 		size := uint64(1) << bits.TrailingZeros32(from)
@@ -319,10 +323,14 @@ func prefixCount4(from, to uint32) int {
 		for uint64(from)+size-1 > uint64(to) {
 			size >>= 1
 		}
-		n++
+		if size == 1 {
+			singles++
+		} else {
+			wider++
+		}
 		end := uint64(from) + size - 1
 		if end >= uint64(to) {
-			return n
+			return singles, wider
 		}
 		from = uint32(end + 1)
 	}

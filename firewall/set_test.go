@@ -26,10 +26,12 @@ func reference(p Policy, in []netip.Prefix) (*netipx.IPSet, Stats) {
 	var st Stats
 	for _, r := range set.Ranges() {
 		st.Ranges++
-		if r.From() == r.To() {
-			st.Addresses++
-		} else {
-			st.Prefixes += len(r.Prefixes())
+		for _, p := range r.Prefixes() {
+			if p.IsSingleIP() {
+				st.Addresses++
+			} else {
+				st.Prefixes++
+			}
 		}
 	}
 	return set, st

@@ -157,7 +157,7 @@ func statusKB(path, key string) int64 {
 func BenchmarkFirewall(b *testing.B) {
 	testenv.RequireRoot(b)
 	nft := testenv.Binary(b, "nft")
-	bin := agent(b)
+	bin := benchAgent(b)
 	dir := b.TempDir()
 	rng := rand.New(rand.NewPCG(3, 7))
 	data := newBenchData(rng, 1_000_000, 100_000, 10_000)

@@ -25,18 +25,12 @@ var (
 	agentErr  error
 )
 
-// agent returns the blocklist-agent binary: bin/blocklist-agent when
-// `make build` made it (make bench does), else one built for this run.
+// agent returns a blocklist-agent binary built from this tree for this
+// run, so tests never run a stale bin/.
 func agent(t testing.TB) string {
 	t.Helper()
 	agentOnce.Do(func() {
 		root := testenv.ModuleRoot()
-		if p := filepath.Join(root, "bin", "blocklist-agent"); os.Getenv("RAMPART_USE_BIN") != "" {
-			if _, err := os.Stat(p); err == nil {
-				agentPath = p
-				return
-			}
-		}
 		agentDir, agentErr = os.MkdirTemp("", "rampart-agent")
 		if agentErr != nil {
 			return
@@ -89,4 +83,42 @@ func writeFile(t testing.TB, path, content string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// benchAgent is the binary benchmarks measure: bin/blocklist-agent, which
+// `make bench` builds just before, or else agent.
+func benchAgent(b *testing.B) string {
+	if p := filepath.Join(testenv.ModuleRoot(), "bin", "blocklist-agent"); fileExists(p) {
+		return p
+	}
+	return agent(b)
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
+var (
+	pfctlOnce sync.Once
+	pfctlPath string
+	pfctlErr  error
+)
+
+// fakePfctl builds firewall/pf/testdata/fakepfctl once.
+func fakePfctl(t testing.TB) string {
+	t.Helper()
+	agent(t) // creates agentDir
+	pfctlOnce.Do(func() {
+		pfctlPath = filepath.Join(agentDir, "pfctl")
+		cmd := exec.Command("go", "build", "-o", pfctlPath, "./firewall/pf/testdata/fakepfctl")
+		cmd.Dir = testenv.ModuleRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			pfctlErr = &buildError{err, string(out)}
+		}
+	})
+	if pfctlErr != nil {
+		t.Fatalf("build fake pfctl: %v", pfctlErr)
+	}
+	return pfctlPath
 }
