@@ -11,7 +11,7 @@ import (
 )
 
 // An interactive session driven through tmux is recorded exactly as shown:
-// replaying the recording with `asciinema cat` in a terminal of the same
+// playing the recording with `asciinema play` in a terminal of the same
 // size draws the same screen the user saw. A resize is recorded as an "r"
 // event.
 func TestRecordedInteractiveTmux(t *testing.T) {
@@ -30,7 +30,8 @@ func TestRecordedInteractiveTmux(t *testing.T) {
 		}
 	}
 
-	// The recording is flushed within a second; replay until it matches.
+	// The recording is flushed within a second; play it (asciinema play)
+	// in a terminal of the same size until the screens match.
 	casts := recCasts(t, w.cfg.Dir)
 	if len(casts) != 1 {
 		t.Fatalf("recordings: %v", casts)
@@ -38,7 +39,7 @@ func TestRecordedInteractiveTmux(t *testing.T) {
 	var replayed string
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		r := recNewTmux(t, 100, 30, recShellQuote(testenv.Binary(t, "asciinema"), "cat", casts[0])+"; sleep 600")
+		r := recNewTmux(t, 100, 30, recShellQuote(testenv.Binary(t, "asciinema"), "play", "--idle-time-limit", "0.05", "--speed", "20", casts[0])+"; sleep 600")
 		r.waitScreen("the replay", func(s string) bool { return strings.Contains(s, "#") || strings.Contains(s, "$") })
 		time.Sleep(200 * time.Millisecond)
 		replayed = r.screen()
