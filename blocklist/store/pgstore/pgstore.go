@@ -166,59 +166,74 @@ func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change,
 		if err := tx.QueryRow(ctx, `SELECT seq FROM blocklist_meta WHERE id = 1 FOR UPDATE`).Scan(&seq); err != nil {
 			return err
 		}
+		// One round trip for the whole batch: a feed of a million entries
+		// arrives in batches of thousands.
+		var b pgx.Batch
 		for _, m := range muts {
 			switch m.Op {
 			case store.PutDecision:
 				d := m.Decision
-				if _, err := tx.Exec(ctx, `INSERT INTO blocklist_decisions (prefix, source, action, reason, created, expires)
+				b.Queue(`INSERT INTO blocklist_decisions (prefix, source, action, reason, created, expires)
 					VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (prefix, source) DO UPDATE SET
 					action = EXCLUDED.action, reason = EXCLUDED.reason, created = EXCLUDED.created, expires = EXCLUDED.expires`,
-					d.Prefix.String(), d.Source, d.Action, d.Reason, d.Created, nullTime(d.Expires)); err != nil {
-					return err
-				}
-				ch.Mutations = append(ch.Mutations, m)
+					d.Prefix.String(), d.Source, d.Action, d.Reason, d.Created, nullTime(d.Expires))
 			case store.DeleteDecision:
-				rows, err := tx.Query(ctx, `DELETE FROM blocklist_decisions WHERE prefix = $1
+				b.Queue(`DELETE FROM blocklist_decisions WHERE prefix = $1
 					AND ($2 = '' OR source = $2)
 					AND ($3::timestamptz IS NULL OR (expires IS NOT NULL AND expires <= $3))
 					RETURNING source`, m.Prefix.String(), m.Source, nullTime(m.IfExpiredBy))
+			case store.PutAllow:
+				a := m.Allow
+				b.Queue(`INSERT INTO blocklist_allow (prefix, reason, created) VALUES ($1,$2,$3)
+					ON CONFLICT (prefix) DO UPDATE SET reason = EXCLUDED.reason, created = EXCLUDED.created`,
+					a.Prefix.String(), a.Reason, a.Created)
+			case store.DeleteAllow:
+				b.Queue(`DELETE FROM blocklist_allow WHERE prefix = $1`, m.Prefix.String())
+			case store.PutOffender:
+				o := m.Offender
+				b.Queue(`INSERT INTO blocklist_offenders (prefix, bans, last) VALUES ($1,$2,$3)
+					ON CONFLICT (prefix) DO UPDATE SET bans = EXCLUDED.bans, last = EXCLUDED.last`,
+					o.Prefix.String(), o.Bans, o.Last)
+			default:
+				return fmt.Errorf("unknown mutation %q", m.Op)
+			}
+		}
+		br := tx.SendBatch(ctx, &b)
+		for _, m := range muts {
+			switch m.Op {
+			case store.DeleteDecision:
+				rows, err := br.Query()
 				if err != nil {
+					br.Close()
 					return err
 				}
 				srcs, err := pgx.CollectRows(rows, pgx.RowTo[string])
 				if err != nil {
+					br.Close()
 					return err
 				}
 				for _, src := range srcs {
 					ch.Mutations = append(ch.Mutations, store.Mutation{Op: store.DeleteDecision, Prefix: m.Prefix, Source: src})
 				}
-			case store.PutAllow:
-				a := m.Allow
-				if _, err := tx.Exec(ctx, `INSERT INTO blocklist_allow (prefix, reason, created) VALUES ($1,$2,$3)
-					ON CONFLICT (prefix) DO UPDATE SET reason = EXCLUDED.reason, created = EXCLUDED.created`,
-					a.Prefix.String(), a.Reason, a.Created); err != nil {
-					return err
-				}
-				ch.Mutations = append(ch.Mutations, m)
 			case store.DeleteAllow:
-				tag, err := tx.Exec(ctx, `DELETE FROM blocklist_allow WHERE prefix = $1`, m.Prefix.String())
+				tag, err := br.Exec()
 				if err != nil {
+					br.Close()
 					return err
 				}
 				if tag.RowsAffected() > 0 {
 					ch.Mutations = append(ch.Mutations, store.Mutation{Op: store.DeleteAllow, Prefix: m.Prefix})
 				}
-			case store.PutOffender:
-				o := m.Offender
-				if _, err := tx.Exec(ctx, `INSERT INTO blocklist_offenders (prefix, bans, last) VALUES ($1,$2,$3)
-					ON CONFLICT (prefix) DO UPDATE SET bans = EXCLUDED.bans, last = EXCLUDED.last`,
-					o.Prefix.String(), o.Bans, o.Last); err != nil {
+			default:
+				if _, err := br.Exec(); err != nil {
+					br.Close()
 					return err
 				}
 				ch.Mutations = append(ch.Mutations, m)
-			default:
-				return fmt.Errorf("unknown mutation %q", m.Op)
 			}
+		}
+		if err := br.Close(); err != nil {
+			return err
 		}
 		if len(ch.Mutations) == 0 {
 			return nil

@@ -32,6 +32,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Compaction", testCompaction},
 		{"ConcurrentWritersNoGaps", testConcurrent},
 		{"CountReport", testCountReport},
+		{"MixedBatchInOrder", testMixedBatch},
+		{"LargeBatch", testLargeBatch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -244,5 +246,38 @@ func testCountReport(t *testing.T, s store.Store) {
 		if got != st.want {
 			t.Errorf("step %d: total %d, want %d", i, got, st.want)
 		}
+	}
+}
+
+// Mutations in one batch apply in order and only effective ones are recorded.
+func testMixedBatch(t *testing.T, s store.Store) {
+	ch := mustApply(t, s, ban("192.0.2.1/32", "manual", time.Time{}), ban("192.0.2.2/32", "report", time.Time{}), del("192.0.2.1/32", ""),
+		store.Mutation{Op: store.PutAllow, Allow: &store.Allow{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Created: t0}},
+		store.Mutation{Op: store.DeleteAllow, Prefix: netip.MustParsePrefix("172.16.0.0/12")})
+	var got []string
+	for _, m := range ch.Mutations {
+		got = append(got, fmt.Sprintf("%s %v %s", m.Op, m.Prefix, m.Source))
+	}
+	want := []string{"put-decision invalid Prefix ", "put-decision invalid Prefix ", "delete-decision 192.0.2.1/32 manual", "put-allow invalid Prefix "}
+	if !slices.Equal(got, want) {
+		t.Fatalf("recorded %q, want %q", got, want)
+	}
+	st, _ := s.Load(context.Background())
+	if !slices.Equal(keys(st), []string{"192.0.2.2/32|report"}) {
+		t.Fatalf("left %v", keys(st))
+	}
+}
+
+func testLargeBatch(t *testing.T, s store.Store) {
+	var muts []store.Mutation
+	for i := range 5000 {
+		muts = append(muts, ban(fmt.Sprintf("10.%d.%d.0/24", i/256, i%256), "feed:big", time.Time{}))
+	}
+	if ch := mustApply(t, s, muts...); len(ch.Mutations) != 5000 {
+		t.Fatalf("recorded %d mutations", len(ch.Mutations))
+	}
+	st, err := s.Load(context.Background())
+	if err != nil || len(st.Decisions) != 5000 {
+		t.Fatalf("loaded %d decisions, %v", len(st.Decisions), err)
 	}
 }
