@@ -14,11 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// msgDestroySetElem is NFT_MSG_DESTROYSETELEM (Linux 6.3): delete
-// elements, ignoring absent ones, so a delta never aborts because an entry
-// was already gone.
-const msgDestroySetElem = 30
-
 // maxElemsBytes bounds the element list of one message: it is a single
 // netlink attribute, whose length field is 16 bits.
 const maxElemsBytes = 60 << 10

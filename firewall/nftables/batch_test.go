@@ -59,7 +59,7 @@ var msgNames = map[uint16]string{
 	unix.NFT_MSG_NEWTABLE: "NEWTABLE", unix.NFT_MSG_DELTABLE: "DELTABLE",
 	unix.NFT_MSG_NEWCHAIN: "NEWCHAIN", unix.NFT_MSG_NEWRULE: "NEWRULE",
 	unix.NFT_MSG_NEWSET: "NEWSET", unix.NFT_MSG_NEWSETELEM: "NEWSETELEM",
-	unix.NFT_MSG_DELSETELEM: "DELSETELEM", msgDestroySetElem: "DESTROYSETELEM",
+	unix.NFT_MSG_DELSETELEM: "DELSETELEM",
 }
 
 // dump renders a batch one message per line: type, flags, sequence, and
@@ -79,7 +79,7 @@ func dump(t *testing.T, buf []byte) string {
 			name = msgNames[typ&0xff]
 		}
 		fmt.Fprintf(&b, "%s seq=%d flags=%#x", name, m.Header.Sequence, uint16(m.Header.Flags))
-		if name == "NEWSETELEM" || name == "DESTROYSETELEM" || name == "DELSETELEM" {
+		if name == "NEWSETELEM" || name == "DELSETELEM" {
 			b.WriteString(" " + decodeElems(t, m.Data[4:]))
 		} else if len(m.Data) > 4 {
 			fmt.Fprintf(&b, " %x", m.Data)
@@ -210,10 +210,7 @@ func TestDeltaBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bt := newBatch()
-	bt.addElements(b.opts.Table, plan.delSingles, plan.delRanges, msgDestroySetElem)
-	bt.addElements(b.opts.Table, plan.addSingles, plan.addRanges, unix.NFT_MSG_NEWSETELEM)
-	bt.end()
+	bt := b.deltaBatch(plan)
 	golden(t, "delta.txt", dump(t, bt.buf))
 	if got, want := fmt.Sprint(plan.ranges.Prefixes()), "[198.51.100.0/30 198.51.100.4/31 198.51.100.6/32 198.51.100.8/29 198.51.100.16/28 198.51.100.32/27 198.51.100.64/26 198.51.100.128/25 203.0.113.0/24 2001:db8::/64]"; got != want {
 		t.Errorf("intervals after delta = %s, want %s", got, want)

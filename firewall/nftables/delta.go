@@ -22,6 +22,11 @@ type deltaPlan struct {
 	ranges                 *netipx.IPSet // the interval sets afterwards
 }
 
+// elements counts the set elements the plan touches.
+func (p deltaPlan) elements() int {
+	return len(p.addSingles) + len(p.delSingles) + 2*(len(p.addRanges)+len(p.delRanges))
+}
+
 func (p deltaPlan) empty() bool {
 	return len(p.addSingles)+len(p.delSingles)+len(p.addRanges)+len(p.delRanges) == 0
 }

@@ -371,10 +371,7 @@ func (b *Backend) Apply(ctx context.Context, d firewall.Delta) error {
 	if plan.empty() {
 		return nil
 	}
-	bt := newBatch()
-	n := bt.addElements(b.opts.Table, plan.delSingles, plan.delRanges, msgDestroySetElem)
-	n += bt.addElements(b.opts.Table, plan.addSingles, plan.addRanges, unix.NFT_MSG_NEWSETELEM)
-	bt.end()
+	bt, n := b.deltaBatch(plan), plan.elements()
 	b.ranges = nil // unknown until the kernel confirms
 	if err := b.send(ctx, bt); err != nil {
 		return fmt.Errorf("nftables: apply %d additions and %d removals to table inet %s: %w", len(d.Add), len(d.Remove), b.opts.Table, err)
@@ -382,6 +379,21 @@ func (b *Backend) Apply(ctx context.Context, d firewall.Delta) error {
 	b.ranges = plan.ranges
 	b.log.Info("nftables: applied delta", "table", b.opts.Table, "add", len(d.Add), "remove", len(d.Remove), "elements", n)
 	return nil
+}
+
+// deltaBatch encodes a planned delta as one transaction.
+func (b *Backend) deltaBatch(plan deltaPlan) *batch {
+	bt := newBatch()
+	// A single address may or may not be there. Adding it first (a no-op
+	// when present) and then deleting it, in the same transaction, removes
+	// it either way on every kernel (NFT_MSG_DESTROYSETELEM would need
+	// Linux 6.3; Debian 12 runs 6.1). Intervals come from the cache, so
+	// they are known to be present.
+	bt.addElements(b.opts.Table, plan.delSingles, nil, unix.NFT_MSG_NEWSETELEM)
+	bt.addElements(b.opts.Table, plan.delSingles, plan.delRanges, unix.NFT_MSG_DELSETELEM)
+	bt.addElements(b.opts.Table, plan.addSingles, plan.addRanges, unix.NFT_MSG_NEWSETELEM)
+	bt.end()
+	return bt
 }
 
 // Current reads what the kernel enforces.
