@@ -344,3 +344,29 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestPerReporterRateLimit(t *testing.T) {
+	h := newHarness(t, Config{ReportRate: 0.001, ReportBurst: 3, Policy: Policy{Threshold: 1000}})
+	ctx := context.Background()
+	rep := func(c *client.Client) error {
+		return c.Report(ctx, client.Report{Addr: netip.MustParseAddr("203.0.113.3"), Reason: "x", Count: 1})
+	}
+	noisy, quiet := h.client("noisy", RoleReporter), h.client("quiet", RoleReporter)
+	for i := range 3 {
+		if err := rep(noisy); err != nil {
+			t.Fatalf("report %d: %v", i+1, err)
+		}
+	}
+	if err := rep(noisy); !errors.Is(err, client.ErrRateLimited) {
+		t.Fatalf("4th report: err = %v, want ErrRateLimited", err)
+	}
+	// Limits are per reporter.
+	if err := rep(quiet); err != nil {
+		t.Fatalf("another reporter was limited: %v", err)
+	}
+	// Time refills the bucket.
+	h.clock.add(time.Hour)
+	if err := rep(noisy); err != nil {
+		t.Fatalf("after an hour: %v", err)
+	}
+}
