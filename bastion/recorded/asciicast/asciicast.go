@@ -393,10 +393,12 @@ const (
 // plainASCII8 reports whether the eight bytes in x need no JSON escaping:
 // all ASCII, none below 0x20, none a quote or backslash.
 func plainASCII8(x uint64) bool {
-	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
 	below20 := (x - ones*0x20) & ^x & highs
-	return (x&highs)|below20|hasZero(x^(ones*'"'))|hasZero(x^(ones*'\\')) == 0
+	return (x&highs)|below20|zeroByte(x^(ones*'"'))|zeroByte(x^(ones*'\\')) == 0
 }
+
+// zeroByte is non-zero iff one of the eight bytes of v is zero.
+func zeroByte(v uint64) uint64 { return (v - ones) & ^v & highs }
 
 // appendJSONString appends p as a JSON string; invalid UTF-8 becomes U+FFFD.
 func appendJSONString(buf []byte, p []byte) []byte {

@@ -3,6 +3,7 @@ package asciicast
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -317,4 +318,28 @@ func BenchmarkAppendJSONString(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		buf = appendJSONString(buf[:0], p)
 	}
+}
+
+// The recording path for terminal output, minus the disk: JSON escaping
+// plus SHA-256 of what would be written (the proxy hashes every byte).
+func BenchmarkWriterOutput(b *testing.B) {
+	chunk := bytes.Repeat([]byte("0123456789 the quick brown fox jumps over the lazy dog\r\n"), 32<<10/57)
+	h := sha256.New()
+	w, err := NewWriter(h, Header{Width: 80, Height: 24}, WriterOptions{FlushInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const total = 64 << 20
+	b.SetBytes(total)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for n := 0; n < total; n += len(chunk) {
+			if err := w.Output(chunk); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	w.Close()
+	b.ReportMetric(float64(b.Elapsed().Seconds())/(float64(b.N)*total/(1<<30)), "cpu-s/GB")
 }
