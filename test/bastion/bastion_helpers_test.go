@@ -185,6 +185,8 @@ users:
   PreferredAuthentications publickey,keyboard-interactive
   # INFO shows keyboard-interactive instructions ("Duo push sent").
   LogLevel INFO
+  # AES-GCM first, as OpenSSH picks it on hosts with AES instructions.
+  Ciphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com
 Host target
   HostName %s
   Port %s
