@@ -132,6 +132,15 @@ func NewRenewer(cfg *Config, opts Options) (*Renewer, error) {
 		opts.UserAgent = "rampart-acme-renew"
 	}
 	r := &Renewer{cfg: cfg, opts: opts, log: opts.Logger, accounts: map[string]*account{}, solvers: newSolverServers(opts.Logger)}
+	for _, c := range cfg.Certificates {
+		if d := c.Challenge.DNS01; d != nil && len(d.Resolvers) > 0 {
+			// lego keeps the resolvers in a package variable that the
+			// option sets; set it once here, before any goroutine reads it
+			// (Config.Validate made every certificate's list the same).
+			dns01.NewChallenge(nil, nil, nil, dns01.AddRecursiveNameservers(d.Resolvers))
+			break
+		}
+	}
 	for name, a := range cfg.Accounts {
 		acc, err := newAccount(a, cfg.StateDir, opts.WrapTransport)
 		if err != nil {
@@ -397,9 +406,6 @@ func (r *Renewer) client(c *Certificate) (*lego.Client, error) {
 		var p challenge.Provider
 		if p, err = r.dnsProvider(ch.DNS01); err == nil {
 			var opts []dns01.ChallengeOption
-			if len(ch.DNS01.Resolvers) > 0 {
-				opts = append(opts, dns01.AddRecursiveNameservers(ch.DNS01.Resolvers))
-			}
 			if ch.DNS01.SkipAuthoritativeCheck {
 				opts = append(opts, dns01.DisableAuthoritativeNssPropagationRequirement(), dns01.RecursiveNSsPropagationRequirement())
 			}
