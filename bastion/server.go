@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	glssh "github.com/gliderlabs/ssh"
@@ -49,6 +50,7 @@ type Options struct {
 // Server is the bastion's SSH server.
 type Server struct {
 	opts    Options
+	pol     atomic.Pointer[Policy]
 	log     *slog.Logger
 	m       *metrics
 	srv     *glssh.Server
@@ -110,6 +112,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, log: opts.Logger, m: newMetrics(opts.Registry),
 		grace: time.Duration(opts.Config.LoginGraceTime), timeout: time.Duration(opts.Config.DialTimeout)}
+	s.pol.Store(opts.Policy)
 	s.dial = opts.Dial
 	if s.dial == nil {
 		d := &net.Dialer{KeepAlive: 30 * time.Second}
@@ -163,6 +166,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("bastion: serve: %w", err)
 	}
 }
+
+func (s *Server) policy() *Policy { return s.pol.Load() }
+
+// SetPolicy replaces users, groups and targets (SIGHUP in cmd/bastion, so
+// "bastion user add" needs no restart). Connections already authenticated
+// keep their session; new logins and new jumps use the new policy.
+func (s *Server) SetPolicy(p *Policy) { s.pol.Store(p) }
 
 // SetRecorder installs the recorded-session proxy. Call it before Serve.
 func (s *Server) SetRecorder(f RecordFunc) { s.opts.Record = f }
@@ -241,7 +251,7 @@ func (c *trackedConn) Close() error {
 		src, user := st.source, st.user
 		st.mu.Unlock()
 		if count {
-			if c.s.opts.Policy.User(user) == nil {
+			if c.s.policy().User(user) == nil {
 				user = ""
 			}
 			c.s.opts.Guard.Fail(src, user, "authentication failed")
@@ -298,7 +308,7 @@ func (s *Server) publicKey(ctx glssh.Context, key glssh.PublicKey) bool {
 		s.audit(rec)
 		return false
 	}
-	method, err := s.opts.Policy.CheckKey(user, key, src)
+	method, err := s.policy().CheckKey(user, key, src)
 	rec.Method = method
 	if err != nil {
 		rec.Reason = err.Error()

@@ -303,3 +303,22 @@ func TestLockoutRefusesConnections(t *testing.T) {
 		t.Errorf("lockout not audited:\n%s", w.audit(t))
 	}
 }
+
+func TestSetPolicyTakesEffectForNewLogins(t *testing.T) {
+	w := newWorld(t, "")
+	c, err := bastion.ParseConfig("next.yaml", []byte("targets: [{name: web1, addr: '10.255.0.5:22'}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := bastion.NewPolicy(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.srv.SetPolicy(p)
+	if _, err := w.dial(t, "u9", w.user, currentCode); err == nil {
+		t.Fatal("a user removed from the policy still logs in")
+	}
+	if !strings.Contains(w.audit(t), `"user":"u9","source":"127.0.0.1","method":"publickey","result":"failure","reason":"unknown user"`) {
+		t.Errorf("refusal not audited:\n%s", w.audit(t))
+	}
+}

@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	glssh "github.com/gliderlabs/ssh"
@@ -82,6 +84,29 @@ func cmdServe(ctx context.Context, args []string) error {
 			}
 		}()
 	}
+	// SIGHUP reloads users, groups and targets (after "bastion user add").
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			next, err := bastion.LoadConfig(*cfgPath)
+			if err == nil {
+				var p *bastion.Policy
+				if p, err = bastion.NewPolicy(next); err == nil {
+					srv.SetPolicy(p)
+					logger.Info("bastion: reloaded users, groups and targets", "users", len(p.UserNames()))
+					continue
+				}
+			}
+			logger.Error("bastion: reload failed; keeping the previous policy", "err", err)
+		}
+	}()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
