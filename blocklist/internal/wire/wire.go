@@ -129,25 +129,28 @@ func writeUvarint(w *bufio.Writer, v uint64) {
 }
 
 func writeSection(w *bufio.Writer, ps []netip.Prefix) error {
-	var v4, v6 []netip.Prefix
+	// IPv4 prefixes sort as integers (address, then length): a million of
+	// them sort in a fraction of the time netip comparisons take.
+	var v4 []uint64
+	var v6 []netip.Prefix
 	for _, p := range ps {
 		if !p.IsValid() || p != p.Masked() {
 			return fmt.Errorf("wire: prefix %v is not a masked prefix", p)
 		}
 		if p.Addr().Is4() {
-			v4 = append(v4, p)
+			a := p.Addr().As4()
+			v4 = append(v4, uint64(binary.BigEndian.Uint32(a[:]))<<6|uint64(p.Bits()))
 		} else {
 			v6 = append(v6, p)
 		}
 	}
-	slices.SortFunc(v4, comparePrefix)
+	slices.Sort(v4)
 	slices.SortFunc(v6, comparePrefix)
 	writeUvarint(w, uint64(len(v4)))
 	var prev uint32
-	for _, p := range v4 {
-		a := p.Addr().As4()
-		cur := binary.BigEndian.Uint32(a[:])
-		w.WriteByte(byte(p.Bits()))
+	for _, k := range v4 {
+		cur := uint32(k >> 6)
+		w.WriteByte(byte(k & 63))
 		writeUvarint(w, uint64(cur-prev))
 		prev = cur
 	}
