@@ -26,8 +26,12 @@ var (
 	kSeq       = []byte("seq")
 )
 
-// DefaultRetain is how many changes the log keeps.
-const DefaultRetain = 100_000
+// The change log keeps at most DefaultRetain changes and about MaxLogBytes;
+// a reader further behind reloads the whole state.
+const (
+	DefaultRetain = 10_000
+	MaxLogBytes   = 64 << 20
+)
 
 // Store is a bbolt-backed store.Store.
 type Store struct {
@@ -171,8 +175,8 @@ func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change,
 		if err := put(tx.Bucket(bChanges), string(be(seq)), ch.Mutations); err != nil {
 			return err
 		}
-		if seq > s.retain && seq%1000 == 0 {
-			return trim(tx.Bucket(bChanges), seq-s.retain)
+		if seq%100 == 0 {
+			return trim(tx.Bucket(bChanges), s.retain, seq)
 		}
 		return nil
 	})
@@ -182,10 +186,24 @@ func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change,
 	return ch, nil
 }
 
-// trim deletes changes with seq <= upto.
-func trim(b *bolt.Bucket, upto uint64) error {
+// trim keeps the newest changes, at most retain of them and about
+// MaxLogBytes, and always the current one.
+func trim(b *bolt.Bucket, retain, current uint64) error {
 	c := b.Cursor()
-	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= upto; k, _ = c.First() {
+	var n, size uint64
+	var cutoff []byte
+	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		n++
+		size += uint64(len(v))
+		if binary.BigEndian.Uint64(k) != current && (n > retain || size > MaxLogBytes) {
+			cutoff = append([]byte(nil), k...)
+			break
+		}
+	}
+	if cutoff == nil {
+		return nil
+	}
+	for k, _ := c.First(); k != nil && string(k) <= string(cutoff); k, _ = c.First() {
 		if err := b.Delete(k); err != nil {
 			return err
 		}

@@ -22,8 +22,12 @@ import (
 // Channel is the LISTEN/NOTIFY channel.
 const Channel = "rampart_blocklist"
 
-// DefaultRetain is how many changes the log keeps.
-const DefaultRetain = 100_000
+// The change log keeps at most DefaultRetain changes and about MaxLogBytes
+// (as stored); a replica further behind reloads the whole state.
+const (
+	DefaultRetain = 10_000
+	MaxLogBytes   = 64 << 20
+)
 
 const schema = `
 CREATE TABLE IF NOT EXISTS blocklist_meta (id int PRIMARY KEY, seq bigint NOT NULL);
@@ -250,8 +254,11 @@ func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change,
 		if _, err := tx.Exec(ctx, `INSERT INTO blocklist_changes (seq, mutations) VALUES ($1, $2)`, seq, data); err != nil {
 			return err
 		}
-		if seq > s.retain && seq%1000 == 0 {
-			if _, err := tx.Exec(ctx, `DELETE FROM blocklist_changes WHERE seq <= $1`, seq-s.retain); err != nil {
+		if seq%100 == 0 {
+			if _, err := tx.Exec(ctx, `DELETE FROM blocklist_changes WHERE seq < $1 AND (seq <= $1 - $2 OR seq <= (
+				SELECT coalesce(max(seq), 0) FROM (
+					SELECT seq, sum(pg_column_size(mutations)) OVER (ORDER BY seq DESC) AS total FROM blocklist_changes) x
+				WHERE total > $3))`, int64(seq), int64(s.retain), MaxLogBytes); err != nil {
 				return err
 			}
 		}
