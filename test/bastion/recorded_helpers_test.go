@@ -99,7 +99,7 @@ func recStartSSHD(t testing.TB, userCA, hostCA gossh.Signer) *recSSHD {
 		HostCA:             hostCA,
 		HostCertPrincipals: []string{"127.0.0.1", "target"},
 		TrustedUserCAKeys:  []gossh.PublicKey{userCA.PublicKey()},
-		Config:             []string{"AcceptEnv LANG LC_* TERM"},
+		Config:             []string{"AcceptEnv LANG LC_* TERM RAMPART_NOT_ALLOWED"},
 	})
 	return &recSSHD{Addr: s.Addr, HostKey: s.HostKey, LogPath: s.LogPath, Dir: s.Dir}
 }

@@ -1,12 +1,15 @@
 package bastion_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rampart-sec/rampart/bastion/recorded/asciicast"
+	"github.com/rampart-sec/rampart/test/testenv"
 )
 
 // An exec session through the proxy returns the target's output and exit
@@ -62,5 +65,52 @@ func TestRecordedExec(t *testing.T) {
 	}
 	if cat, err := recAsciinemaCat(t, casts[0]); err != nil || !strings.Contains(cat, "recorded-42") {
 		t.Errorf("asciinema cat: %v\n%s", err, cat)
+	}
+}
+
+// Environment (allowlisted), stdin, exit status and exit signal pass
+// through the proxy.
+func TestRecordedPassThrough(t *testing.T) {
+	w := recNewWorld(t, nil)
+	tests := []struct {
+		name    string
+		stdin   string
+		command string
+		extra   []string
+		want    string
+		code    int
+		signal  string
+	}{
+		{"env allowlist", "", `echo "lang=$LANG other=$RAMPART_NOT_ALLOWED"`,
+			[]string{"-o", "SetEnv=LANG=C.UTF-8 RAMPART_NOT_ALLOWED=leaked"}, "lang=C.UTF-8 other=\n", 0, ""},
+		{"stdin", "line one\nline two\n", "wc -l", nil, "2\n", 0, ""},
+		{"exit status", "", "exit 7", nil, "", 7, ""},
+		{"exit signal", "", "kill -KILL $$", nil, "", 255, "KILL"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, testenv.Binary(t, "ssh"), append(w.sshArgs(w.addr, tt.extra...), tt.command)...)
+			cmd.Stdin = strings.NewReader(tt.stdin)
+			out, err := cmd.Output()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if string(out) != tt.want || code != tt.code {
+				t.Errorf("got %q exit %d, want %q exit %d", out, code, tt.want, tt.code)
+			}
+			var ends []recEvent
+			recWaitFor(t, "the end event", 10*time.Second, func() bool {
+				ends = w.audit.find("recorded.end")
+				return len(ends) == i+1
+			})
+			if tt.signal != "" && ends[i].Fields["exit_signal"] != tt.signal {
+				t.Errorf("end event %v, want exit_signal %s", ends[i].Fields, tt.signal)
+			}
+		})
 	}
 }
