@@ -156,7 +156,7 @@ func (e *engine) catchUp(ctx context.Context) error {
 		e.mu.RLock()
 		after := e.seq
 		e.mu.RUnlock()
-		chs, err := e.st.Changes(ctx, after, 1000)
+		chs, err := e.st.Changes(ctx, after, 50)
 		if errors.Is(err, store.ErrCompacted) {
 			e.log.Warn("blocklistd: change log compacted past our position; reloading", "seq", after)
 			return e.load(ctx)
