@@ -12,6 +12,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/rampart-sec/rampart/bastion/recorded"
+	"github.com/rampart-sec/rampart/bastion/recorded/asciicast"
 )
 
 // A bastion hands each session for a recorded target to Proxy.Serve; the
@@ -49,4 +50,29 @@ func ExampleProxy_Serve() {
 	_ = srv // srv.ListenAndServe()
 	fmt.Println("ready")
 	// Output: ready
+}
+
+// List is what `bastion sessions` prints; Prune is what retention runs.
+func ExampleList() {
+	dir, _ := os.MkdirTemp("", "recordings")
+	defer os.RemoveAll(dir)
+	f, _ := os.Create(recorded.CastPath(dir, "20270101T090000Z-0000beef"))
+	w, _ := asciicast.NewWriter(f, asciicast.Header{Width: 80, Height: 24, User: "alice", Target: "db1"}, asciicast.WriterOptions{FlushInterval: -1})
+	w.Output([]byte("$ uptime\r\n"))
+	w.Close()
+	f.Close()
+
+	recs, err := recorded.List(dir)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, r := range recs {
+		fmt.Println(r.ID, r.State, r.Header.User, r.Header.Target)
+	}
+	pruned, _ := recorded.Prune(dir, recorded.Retention{MaxBytes: 1}, time.Now())
+	fmt.Println(len(pruned), "pruned")
+	// Output:
+	// 20270101T090000Z-0000beef ended alice db1
+	// 1 pruned
 }
