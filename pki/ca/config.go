@@ -41,6 +41,16 @@ type Config struct {
 		Key       string `yaml:"key"`        // JWE-encrypted private JWK
 	} `yaml:"provisioner"`
 
+	// SSHUserProvisioner is a second JWK provisioner whose tokens obtain
+	// SSH user certificates and nothing else (its templates refuse X.509
+	// and SSH host certificates). Give its key to the bastion instead of
+	// the main provisioner's. Empty name: not configured.
+	SSHUserProvisioner struct {
+		Name      string `yaml:"name"`
+		PublicKey string `yaml:"public_key"`
+		Key       string `yaml:"key"`
+	} `yaml:"ssh_user_provisioner"`
+
 	Store struct {
 		Type     string `yaml:"type"` // bbolt (default) or postgresql
 		Path     string `yaml:"path"` // bbolt file
@@ -212,4 +222,13 @@ func (c *Config) RootFingerprint() (string, error) {
 		return "", fmt.Errorf("root certificate %s: %w", c.Path(c.RootCert), err)
 	}
 	return client.Fingerprint(cert), nil
+}
+
+// LoadSSHUserProvisioner loads the key of the SSH-user-only provisioner.
+func (c *Config) LoadSSHUserProvisioner(rootSHA string) (*client.Provisioner, error) {
+	if c.SSHUserProvisioner.Name == "" {
+		return nil, fmt.Errorf("no ssh_user_provisioner in the configuration")
+	}
+	p := c.SSHUserProvisioner
+	return client.LoadProvisioner(p.Name, c.Path(p.Key), c.Path(c.PasswordFile), rootSHA)
 }

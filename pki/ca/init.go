@@ -59,6 +59,8 @@ const (
 	sshUserKeyFile   = "ssh_user_ca_key"
 	provPubFile      = "provisioner.pub.json"
 	provKeyFile      = "provisioner.key.jwe"
+	sshProvPubFile   = "ssh-users.pub.json"
+	sshProvKeyFile   = "ssh-users.key.jwe"
 	defaultPassword  = "password.txt"
 	privateFileMode  = 0o600
 	publicFileMode   = 0o644
@@ -184,23 +186,31 @@ func Init(dir string, o InitOptions) (*InitResult, error) {
 			}
 		}
 	}
-	pub, jwe, err := jose.GenerateDefaultKeyPair(pw)
-	if err != nil {
-		return nil, fmt.Errorf("pki init: provisioner key: %w", err)
+	writeProvisioner := func(pubFile, keyFile string) error {
+		pub, jwe, err := jose.GenerateDefaultKeyPair(pw)
+		if err != nil {
+			return fmt.Errorf("pki init: provisioner key: %w", err)
+		}
+		pubJSON, err := json.MarshalIndent(pub, "", "  ")
+		if err != nil {
+			return err
+		}
+		enc, err := jwe.CompactSerialize()
+		if err != nil {
+			return err
+		}
+		if err := write(pubFile, append(pubJSON, '\n'), publicFileMode); err != nil {
+			return err
+		}
+		return write(keyFile, []byte(enc+"\n"), privateFileMode)
 	}
-	pubJSON, err := json.MarshalIndent(pub, "", "  ")
-	if err != nil {
+	if err := writeProvisioner(provPubFile, provKeyFile); err != nil {
 		return nil, err
 	}
-	enc, err := jwe.CompactSerialize()
-	if err != nil {
-		return nil, err
-	}
-	if err := write(provPubFile, append(pubJSON, '\n'), publicFileMode); err != nil {
-		return nil, err
-	}
-	if err := write(provKeyFile, []byte(enc+"\n"), privateFileMode); err != nil {
-		return nil, err
+	if !o.NoSSH {
+		if err := writeProvisioner(sshProvPubFile, sshProvKeyFile); err != nil {
+			return nil, err
+		}
 	}
 
 	var c Config
@@ -219,6 +229,7 @@ func Init(dir string, o InitOptions) (*InitResult, error) {
 	c.Metrics, c.AuditLog = o.Metrics, o.AuditLog
 	if !o.NoSSH {
 		c.SSH.Enabled, c.SSH.HostKey, c.SSH.UserKey = true, sshHostKeyFile, sshUserKeyFile
+		c.SSHUserProvisioner.Name, c.SSHUserProvisioner.PublicKey, c.SSHUserProvisioner.Key = "ssh-users", sshProvPubFile, sshProvKeyFile
 	}
 	c.dir = dir
 	if err := c.setDefaults(); err != nil {

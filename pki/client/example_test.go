@@ -57,10 +57,11 @@ func ExampleSource_ClientConfig() {
 }
 
 // The bastion obtains a five-minute SSH user certificate for a recorded
-// session. It holds the provisioner key (encrypted) and its password.
+// session. It holds the ssh-users provisioner key (encrypted; it can obtain
+// SSH user certificates only) and its password.
 func ExampleClient_SignSSHUser() {
 	ctx := context.Background()
-	prov, err := client.LoadProvisioner("rampart", "/etc/rampart/pki/provisioner.key.jwe", "/etc/rampart/pki/password.txt", "")
+	prov, err := client.LoadProvisioner("ssh-users", "/etc/rampart/bastion/ssh-users.key.jwe", "/etc/rampart/bastion/password.txt", "")
 	if err != nil {
 		log.Fatal(err)
 	}

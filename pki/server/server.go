@@ -23,6 +23,7 @@ import (
 	"github.com/smallstep/certificates/authority/provisioner"
 	"github.com/smallstep/certificates/db"
 	"go.step.sm/crypto/jose"
+	"go.step.sm/crypto/sshutil"
 
 	"github.com/rampart-sec/rampart/pki/ca"
 	"github.com/rampart-sec/rampart/pki/client"
@@ -112,13 +113,9 @@ func New(ctx context.Context, cfg *ca.Config, logger *slog.Logger, reg prometheu
 }
 
 func stepConfig(c *ca.Config, pw []byte) (*stepconfig.Config, error) {
-	pubJSON, err := os.ReadFile(c.Path(c.Provisioner.PublicKey))
+	jwk, err := readJWK(c.Path(c.Provisioner.PublicKey))
 	if err != nil {
-		return nil, fmt.Errorf("provisioner public key: %w", err)
-	}
-	var jwk jose.JSONWebKey
-	if err := json.Unmarshal(pubJSON, &jwk); err != nil {
-		return nil, fmt.Errorf("provisioner public key %s: %w", c.Path(c.Provisioner.PublicKey), err)
+		return nil, err
 	}
 	d := func(v time.Duration) *provisioner.Duration { return &provisioner.Duration{Duration: v} }
 	yes, renewAfter := true, c.Leaf.AllowRenewalAfterExpiry
@@ -148,13 +145,26 @@ func stepConfig(c *ca.Config, pw []byte) (*stepconfig.Config, error) {
 			Provisioners: provisioner.List{&provisioner.JWK{
 				Type:   "JWK",
 				Name:   c.Provisioner.Name,
-				Key:    &jwk,
+				Key:    jwk,
 				Claims: claims,
 			}},
 			// Tokens outlive restarts: the used-token table in the store,
 			// not the CA's start time, is what stops replays.
 			DisableIssuedAtCheck: true,
 		},
+	}
+	if p := c.SSHUserProvisioner; p.Name != "" && c.SSH.Enabled {
+		key, err := readJWK(c.Path(p.PublicKey))
+		if err != nil {
+			return nil, err
+		}
+		sc.AuthorityConfig.Provisioners = append(sc.AuthorityConfig.Provisioners, &provisioner.JWK{
+			Type:    "JWK",
+			Name:    p.Name,
+			Key:     key,
+			Claims:  claims,
+			Options: sshUserOnly,
+		})
 	}
 	switch c.Store.Type {
 	case "bbolt":
@@ -292,4 +302,24 @@ func (s *Server) Close() error {
 		err = errors.Join(err, s.auditW.Close())
 	}
 	return err
+}
+
+// sshUserOnly restricts a provisioner to SSH user certificates: step-ca
+// renders these templates for every request, and "fail" refuses it.
+var sshUserOnly = &provisioner.Options{
+	X509: &provisioner.X509Options{Template: `{{ fail "this provisioner issues SSH user certificates only" }}`},
+	SSH: &provisioner.SSHOptions{Template: `{{ if ne .Type "user" }}{{ fail "this provisioner issues SSH user certificates only" }}{{ end }}` +
+		sshutil.DefaultTemplate},
+}
+
+func readJWK(path string) (*jose.JSONWebKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("provisioner public key: %w", err)
+	}
+	var jwk jose.JSONWebKey
+	if err := json.Unmarshal(b, &jwk); err != nil {
+		return nil, fmt.Errorf("provisioner public key %s: %w", path, err)
+	}
+	return &jwk, nil
 }

@@ -263,6 +263,28 @@ func TestEndToEnd(t *testing.T) {
 				}
 			})
 
+			t.Run("ssh-users-provisioner-is-ssh-user-only", func(t *testing.T) {
+				p, err := c.cfg.LoadSSHUserProvisioner(c.fp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				pub, _ := ssh.NewPublicKey(&key.PublicKey)
+				if _, err := c.client().SignSSHUser(ctx, p, pub, "bob", 5*time.Minute); err != nil {
+					t.Fatalf("user certificate: %v", err)
+				}
+				if _, err := c.client().SignSSHHost(ctx, p, pub, []string{"h.rampart.test"}, time.Hour); err == nil || !strings.Contains(err.Error(), "SSH user certificates only") {
+					t.Errorf("ssh-users provisioner and a host certificate: %v", err)
+				}
+				tok, err := p.Token(c.url, client.TokenRequest{Subject: "x.rampart.test", Roles: []string{"admin"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := client.Bootstrap(ctx, c.url, c.fp, tok, t.TempDir(), client.BootstrapOptions{}); err == nil || !strings.Contains(err.Error(), "SSH user certificates only") {
+					t.Errorf("ssh-users provisioner and an X.509 certificate: %v", err)
+				}
+			})
+
 			t.Run("restart-keeps-used-tokens", func(t *testing.T) {
 				c.restart()
 				_, err := client.Bootstrap(ctx, c.url, c.fp, tok, t.TempDir(), client.BootstrapOptions{})
