@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -69,6 +70,12 @@ type Agent struct {
 
 	mu     sync.Mutex
 	status Status
+
+	// pending is the snapshot waiting to be written by persistLoop, so
+	// that disk writes never delay the next long-poll.
+	pmu     sync.Mutex
+	pending *Snapshot
+	wake    chan struct{}
 }
 
 // New checks o and returns an Agent; it touches neither the firewall nor
@@ -95,7 +102,7 @@ func New(o Options) (*Agent, error) {
 	if o.Clock == nil {
 		o.Clock = SystemClock{}
 	}
-	a := &Agent{o: o, log: o.Logger, clock: o.Clock}
+	a := &Agent{o: o, log: o.Logger, clock: o.Clock, wake: make(chan struct{}, 1)}
 	now := o.Clock.Now()
 	a.status = Status{PID: os.Getpid(), Started: now, Updated: now, Server: o.ServerName}
 	m, err := newMetrics(o.Registry, a.lag)
@@ -139,9 +146,55 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.restore(ctx); err != nil {
 		return err
 	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go a.persistLoop(stop, done)
 	a.follow(ctx)
-	a.writeStatus()
+	close(stop)
+	<-done
 	return nil
+}
+
+// persistLoop writes snapshots and the status file in the background,
+// the latest one winning, and flushes what is left when stop closes.
+func (a *Agent) persistLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for {
+		select {
+		case <-a.wake:
+			a.persistNow()
+		case <-stop:
+			a.persistNow()
+			return
+		}
+	}
+}
+
+func (a *Agent) persistNow() {
+	a.pmu.Lock()
+	snap := a.pending
+	a.pending = nil
+	a.pmu.Unlock()
+	if snap != nil {
+		// The firewall already enforces it; a snapshot that cannot be
+		// written costs only a slower start, so it is logged, not retried.
+		if err := SaveSnapshot(filepath.Join(a.o.StateDir, SnapshotFile), *snap); err != nil {
+			a.log.Error("cannot persist the snapshot; a restart without blocklistd would enforce an older one", "err", err)
+		}
+	}
+	a.writeStatus()
+}
+
+// persist schedules a snapshot (nil: only the status file) for writing.
+func (a *Agent) persist(snap *Snapshot) {
+	if snap != nil {
+		a.pmu.Lock()
+		a.pending = snap
+		a.pmu.Unlock()
+	}
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
 }
 
 // restore enforces the snapshot saved by a previous run.
@@ -194,7 +247,7 @@ func (a *Agent) follow(ctx context.Context) {
 			if err == nil {
 				probe = false
 				bo.Reset()
-				a.writeStatus()
+				a.persist(nil)
 				continue
 			}
 		}
@@ -232,7 +285,7 @@ func (a *Agent) failed(err error, failures int) {
 		s.LastError = err.Error()
 		s.ErrorAt = now
 	})
-	a.writeStatus()
+	a.persist(nil)
 }
 
 // isUnreachable tells a server that did not answer from a firewall that
@@ -276,22 +329,18 @@ func (a *Agent) handle(ctx context.Context, u client.Update) error {
 	})
 	a.log.Info("blocklist updated", "from", prev, "version", u.Version, "full", u.Full,
 		"add", len(u.Add), "remove", len(u.Remove), "entries", len(next))
-	// The firewall already enforces the change; a snapshot that cannot be
-	// written costs only a slower start, so it is logged, not retried.
-	if err := SaveSnapshot(filepath.Join(a.o.StateDir, SnapshotFile), Snapshot{Version: u.Version, Entries: next}); err != nil {
-		a.log.Error("cannot persist the snapshot; a restart without blocklistd would enforce an older one", "err", err)
-	}
+	a.persist(&Snapshot{Version: u.Version, Entries: next})
 	return nil
 }
 
 // replace makes the firewall enforce exactly entries (after the policy).
 func (a *Agent) replace(ctx context.Context, entries []netip.Prefix) error {
-	set, st, err := a.o.Policy.Build(entries)
+	set, st, err := a.o.Policy.BuildSet(slices.Values(entries))
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	if err := a.o.Backend.Replace(ctx, set); err != nil {
+	if err := firewall.Replace(ctx, a.o.Backend, set); err != nil {
 		a.dirty = true
 		return fmt.Errorf("replace %d entries: %w", len(entries), err)
 	}

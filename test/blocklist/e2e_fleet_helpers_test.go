@@ -111,7 +111,7 @@ func (p *fleetProc) stop(t testing.TB) {
 
 // fleet is the test network and its certificates.
 type fleet struct {
-	t               *testing.T
+	t               testing.TB
 	blocklistd, bin string
 	dir, pki        string
 	srv, a, b, x    *testenv.Host
@@ -119,16 +119,18 @@ type fleet struct {
 	linkX           *testenv.Link // x–b
 	servers         []*fleetProc
 	serverCfgs      []string
+	// listenTimeout bounds a blocklistd start (loading its store).
+	listenTimeout time.Duration
 }
 
 // Ports of the blocklistd replicas inside host srv.
 var fleetPorts = []int{8443, 8444}
 
-func newFleet(t *testing.T) *fleet {
+func newFleet(t testing.TB) *fleet {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.Binary(t, "ping")
-	f := &fleet{t: t, dir: t.TempDir()}
+	f := &fleet{t: t, dir: t.TempDir(), listenTimeout: 20 * time.Second}
 	f.blocklistd, f.bin = fleetBinaries(t)
 	f.srv, f.a, f.b, f.x = testenv.NewHost(t), testenv.NewHost(t), testenv.NewHost(t), testenv.NewHost(t)
 	f.linkA = testenv.Connect(t, f.srv, f.a)
@@ -189,7 +191,7 @@ func (f *fleet) stopServers() {
 
 func (f *fleet) waitListen(port int, p *fleetProc) {
 	f.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(f.listenTimeout)
 	for {
 		err := f.srv.Do(func() error {
 			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
