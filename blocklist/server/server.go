@@ -496,6 +496,10 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request, c caller) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		case <-r.Context().Done():
+			// The agent left, or we are shutting down: say so rather than
+			// leave an empty 200 the agent cannot decode.
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, wire.Error{Error: "blocklistd is shutting down"})
 			return
 		}
 	}
