@@ -495,10 +495,11 @@ func (m *recTmux) run(args ...string) string {
 	return string(out)
 }
 
-// screen is the visible pane, trailing blank lines dropped.
+// screen is the visible pane with its colours and attributes (as escape
+// sequences), trailing blank lines dropped.
 func (m *recTmux) screen() string {
 	m.t.Helper()
-	return strings.TrimRight(m.run("capture-pane", "-p", "-t", "rec"), "\n ")
+	return strings.TrimRight(m.run("capture-pane", "-e", "-p", "-t", "rec"), "\n ")
 }
 
 func (m *recTmux) waitScreen(what string, cond func(string) bool) string {

@@ -24,7 +24,7 @@ func TestRecordedInteractiveTmux(t *testing.T) {
 	shown := m.waitScreen("the command's output", func(s string) bool {
 		return strings.Contains(s, "\ndone-marker\n") && (strings.HasSuffix(s, "#") || strings.HasSuffix(s, "$"))
 	})
-	for _, want := range []string{"line-one", "line-three", "bold tab        here"} {
+	for _, want := range []string{"line-one", "line-three", "\x1b[1mbold\x1b[0m", " tab        here"} {
 		if !strings.Contains(shown, want) {
 			t.Fatalf("screen lacks %q:\n%s", want, shown)
 		}
