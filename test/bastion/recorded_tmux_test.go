@@ -20,11 +20,13 @@ func TestRecordedInteractiveTmux(t *testing.T) {
 	cmd := "TERM=screen " + recShellQuote(append([]string{ssh, "-t"}, w.sshArgs(w.addr)...)...)
 	m := recNewTmux(t, 100, 30, cmd)
 	m.waitScreen("the target's prompt", func(s string) bool { return strings.HasSuffix(s, "#") || strings.HasSuffix(s, "$") })
-	m.run("send-keys", "-t", "rec", `printf 'line-%s\n' one two three; printf '\033[1mbold\033[0m tab\there\n'; echo 'done'-marker`, "Enter")
+	m.run("send-keys", "-t", "rec", `printf 'line-%s\n' one two three; printf '\033[1mbold\033[0m tab\there\n'; stty -onlcr; printf 'stair\nstep\r\n'; stty onlcr; echo 'done'-marker`, "Enter")
 	shown := m.waitScreen("the command's output", func(s string) bool {
 		return strings.Contains(s, "\ndone-marker\n") && (strings.HasSuffix(s, "#") || strings.HasSuffix(s, "$"))
 	})
-	for _, want := range []string{"line-one", "line-three", "\x1b[1mbold\x1b[0m", " tab        here"} {
+	// A bare line feed (onlcr off) moves down without returning: a proxy
+	// that rewrote "\n" would show a different screen than it recorded.
+	for _, want := range []string{"line-one", "line-three", "\x1b[1mbold\x1b[0m", " tab        here", "stair\n     step"} {
 		if !strings.Contains(shown, want) {
 			t.Fatalf("screen lacks %q:\n%s", want, shown)
 		}
