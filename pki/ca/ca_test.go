@@ -92,3 +92,14 @@ func TestLoadConfig(t *testing.T) {
 		})
 	}
 }
+
+// The documented example must stay loadable under strict decoding.
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := LoadConfig(filepath.Join("..", "..", "examples", "pki", "pki.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.URL != "https://ca.internal:9443" || c.SSHUserProvisioner.Name != "ssh-users" || len(c.Policy.DNS) != 2 {
+		t.Errorf("example config: %+v", c)
+	}
+}
