@@ -230,7 +230,7 @@ func (p *Proxy) maybePrune(force bool) {
 type FollowOptions struct {
 	// Poll is how often to look for new data; 0 means 200ms.
 	Poll time.Duration
-	// Output receives the header once, before any event; may be nil.
+	// OnHeader receives the header once, before any output; may be nil.
 	OnHeader func(asciicast.Header)
 }
 
