@@ -327,17 +327,20 @@ func (s *Server) serverConfig(ctx glssh.Context) *gossh.ServerConfig {
 	return &gossh.ServerConfig{
 		MaxAuthTries: s.opts.Config.MaxAuthTries,
 		VerifiedPublicKeyCallback: func(conn gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
-			st.mu.Lock()
-			method, fp, src := st.keyMethod, st.keyFP, st.source
 			user, _ := splitUser(conn.User())
-			ok := user == st.user && fp == fingerprint(key)
-			if ok {
-				st.keyOK = true
-			}
+			st.mu.Lock()
+			src, sameUser := st.source, user == st.user
 			st.mu.Unlock()
-			if !ok {
-				return nil, errors.New("bastion: key state mismatch")
+			// Decide again on the key that was actually signed with: the
+			// client may have offered others since.
+			method, err := s.policy().CheckKey(user, key, src)
+			if !sameUser || err != nil {
+				return nil, errors.New("bastion: key no longer acceptable")
 			}
+			fp := fingerprint(key)
+			st.mu.Lock()
+			st.keyOK, st.keyMethod, st.keyFP = true, method, fp
+			st.mu.Unlock()
 			s.m.auth.WithLabelValues(method, "partial").Inc()
 			if err := s.audit(audit.Record{Type: audit.TypeAuth, User: user, Source: addrString(src), Method: method,
 				Result: audit.ResultSuccess, Reason: "key verified; second factor required",

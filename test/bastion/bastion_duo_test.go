@@ -30,7 +30,7 @@ func TestDuoThroughBastion(t *testing.T) {
 	duo := newDuoFake(t)
 	w := bstNewWorld(t, bstSetup{
 		Users: []*bstUser{{Name: "pushallow", Factor: "duo"}, {Name: "pushdeny", Factor: "duo"}, {Name: "pushtimeout", Factor: "duo"},
-			{Name: "passcode", Factor: "duo"}},
+			{Name: "passcode", Factor: "duo"}, {Name: "phoneallow", Factor: "duo"}},
 		Extra: duoExtra(t, duo.Host(), duo.CAFile, duo.IKey, duo.SKey),
 	})
 
@@ -70,6 +70,13 @@ func TestDuoThroughBastion(t *testing.T) {
 			t.Fatalf("right passcode did not get in: %v\n%s", r.Err, r.Out)
 		}
 		w.waitRecord(map[string]any{"type": "auth", "user": "passcode", "method": "duo-passcode", "result": "success"})
+	})
+	t.Run("phone call", func(t *testing.T) {
+		r := w.ssh("phone", "-J", "phoneallow@bastion", "target", "echo", "in")
+		if r.Err != nil || !strings.Contains(r.Out, "in") || !strings.Contains(r.Out, "Duo is calling you") {
+			t.Fatalf("phone call: %v\n%s", r.Err, r.Out)
+		}
+		w.waitRecord(map[string]any{"type": "auth", "user": "phoneallow", "method": "duo-phone", "result": "success"})
 	})
 	duo.mu.Lock()
 	bad, reqs := duo.BadSigs, strings.Join(duo.Requests, "\n")
