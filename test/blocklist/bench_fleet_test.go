@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -177,8 +178,8 @@ func preloadMillion(b *testing.B, path string) {
 	r := rand.New(rand.NewPCG(4, 4))
 	seen := make(map[uint32]bool, 1_000_000)
 	now := time.Now()
-	batch := make([]store.Mutation, 0, 100_000)
-	for total := 0; total < 1_000_000; {
+	muts := make([]store.Mutation, 0, 1_000_000)
+	for len(muts) < 1_000_000 {
 		v := r.Uint32()
 		// Public unicast only: no 0/8, 10/8, 100.64/10, 127/8, multicast or reserved.
 		top := v >> 24
@@ -188,14 +189,14 @@ func preloadMillion(b *testing.B, path string) {
 		seen[v] = true
 		var a [4]byte
 		binary.BigEndian.PutUint32(a[:], v)
-		batch = append(batch, store.Mutation{Op: store.PutDecision, Decision: &store.Decision{
+		muts = append(muts, store.Mutation{Op: store.PutDecision, Decision: &store.Decision{
 			Prefix: netip.PrefixFrom(netip.AddrFrom4(a), 32), Action: store.ActionBan, Source: "manual", Reason: "bench", Created: now}})
-		total++
-		if len(batch) == cap(batch) || total == 1_000_000 {
-			if _, err := st.Apply(context.Background(), batch); err != nil {
-				b.Fatal(fmt.Errorf("preload: %w", err))
-			}
-			batch = batch[:0]
+	}
+	// In key order, bbolt appends instead of splitting pages everywhere.
+	slices.SortFunc(muts, func(x, y store.Mutation) int { return strings.Compare(x.Decision.Key(), y.Decision.Key()) })
+	for batch := range slices.Chunk(muts, 250_000) {
+		if _, err := st.Apply(context.Background(), batch); err != nil {
+			b.Fatal(fmt.Errorf("preload: %w", err))
 		}
 	}
 }
