@@ -51,7 +51,8 @@ targets:
     modes: [record]
     host_keys: [%q]
 users:
-  alice: {keys: [%q], targets: [rec]}
+  alice: {keys: [%[6]q], targets: [rec]}
+  bob: {keys: [%[6]q], targets: [rec]}
 `, port, caFile, target.Addr, targetUser, strings.TrimSpace(string(gossh.MarshalAuthorizedKey(target.HostKey))),
 		strings.TrimSpace(string(gossh.MarshalAuthorizedKey(userKey.PublicKey()))))
 	cfgPath := filepath.Join(dir, "bastion.yaml")
@@ -59,6 +60,8 @@ users:
 	store, _ := mfa.NewTOTPStore(filepath.Join(dir, "state", "totp"), nil)
 	secret := bstSecret()
 	store.SetSecret("alice", secret)
+	bobSecret := bstSecret()
+	store.SetSecret("bob", bobSecret)
 
 	srv := exec.Command(bin, "serve", "--config", cfgPath)
 	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
@@ -121,6 +124,23 @@ users:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+
+	// sftp to user%target goes through the recorder's sftp subsystem.
+	code, err = exec.Command(testenv.Binary(t, "oathtool"), "--totp", "-b", bobSecret).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(ans, code, 0o600)
+	batch := filepath.Join(dir, "batch")
+	os.WriteFile(batch, []byte("pwd\nls /\n"), 0o644)
+	sftp := exec.Command(testenv.Binary(t, "sftp"), "-F", "none", "-P", fmt.Sprint(port), "-i", filepath.Join(dir, "id_user"),
+		"-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "BatchMode=no",
+		"-o", "LogLevel=ERROR", "-b", batch, "bob%rec@127.0.0.1")
+	sftp.Env = cmd.Env
+	if out, err := sftp.CombinedOutput(); err != nil || !strings.Contains(string(out), "Remote working directory") {
+		t.Fatalf("sftp bob%%rec: %v\n%s", err, out)
+	}
+
 	if out, err := exec.Command(bin, "audit", "verify", "--file", auditPath).CombinedOutput(); err != nil {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}
