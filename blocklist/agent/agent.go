@@ -237,11 +237,15 @@ func (a *Agent) follow(ctx context.Context) {
 		if probe {
 			wait = 0
 		}
+		start := a.clock.Now()
 		u, err := a.o.Server.Sync(ctx, a.version, wait)
 		if ctx.Err() != nil {
 			return
 		}
 		if err == nil {
+			if u.Full {
+				a.log.Debug("full snapshot received", "entries", len(u.Entries), "took", a.clock.Now().Sub(start).Round(time.Millisecond))
+			}
 			a.contact()
 			err = a.handle(ctx, u)
 			if err == nil {
@@ -303,6 +307,7 @@ func (e *applyError) Unwrap() error { return e.err }
 // handle enforces one answer from blocklistd, then persists it.
 func (a *Agent) handle(ctx context.Context, u client.Update) error {
 	var next []netip.Prefix
+	start := time.Now()
 	switch {
 	case u.Full:
 		next = sortedUnique(u.Entries)
@@ -328,7 +333,7 @@ func (a *Agent) handle(ctx context.Context, u client.Update) error {
 		s.LastChange = now
 	})
 	a.log.Info("blocklist updated", "from", prev, "version", u.Version, "full", u.Full,
-		"add", len(u.Add), "remove", len(u.Remove), "entries", len(next))
+		"add", len(u.Add), "remove", len(u.Remove), "entries", len(next), "enforce_took", time.Since(start).Round(time.Millisecond))
 	a.persist(&Snapshot{Version: u.Version, Entries: next})
 	return nil
 }

@@ -144,6 +144,11 @@ func BenchmarkE2EFullSyncMillion(b *testing.B) {
 		waitEntries(b, ag, 1_000_000, true)
 		restore := time.Since(start)
 
+		for _, l := range strings.Split(ag.proc.log.String(), "\n") {
+			if strings.Contains(l, "snapshot received") || strings.Contains(l, "blocklist updated") || strings.Contains(l, "enforcing saved") || strings.Contains(l, "replaced blocklist") {
+				b.Log(l)
+			}
+		}
 		b.ReportMetric(first.Seconds(), "s-first-sync")
 		b.ReportMetric(restore.Seconds(), "s-restore")
 		b.ReportMetric(float64(n), "enforced")
