@@ -57,6 +57,9 @@ type Server struct {
 	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
 	grace   time.Duration
 	timeout time.Duration
+
+	lockMu    sync.Mutex
+	lockNotes map[netip.Addr]time.Time
 }
 
 type ctxKey struct{}
@@ -111,7 +114,8 @@ func New(opts Options) (*Server, error) {
 		opts.Guard = guard.New(guard.Config{}, guard.Options{Logger: opts.Logger})
 	}
 	s := &Server{opts: opts, log: opts.Logger, m: newMetrics(opts.Registry),
-		grace: time.Duration(opts.Config.LoginGraceTime), timeout: time.Duration(opts.Config.DialTimeout)}
+		grace: time.Duration(opts.Config.LoginGraceTime), timeout: time.Duration(opts.Config.DialTimeout),
+		lockNotes: map[netip.Addr]time.Time{}}
 	s.pol.Store(opts.Policy)
 	s.dial = opts.Dial
 	if s.dial == nil {
@@ -264,7 +268,10 @@ func (s *Server) onConn(ctx glssh.Context, conn net.Conn) net.Conn {
 	st := &connState{source: sourceOf(conn.RemoteAddr())}
 	if locked, why := s.opts.Guard.Locked(st.source, ""); locked {
 		s.m.auth.WithLabelValues("connect", audit.ResultFailure).Inc()
-		s.audit(audit.Record{Type: audit.TypeAuth, Source: addrString(st.source), Method: "connect", Result: audit.ResultFailure, Reason: why})
+		if s.firstLockNotice(st.source) {
+			s.audit(audit.Record{Type: audit.TypeAuth, Source: addrString(st.source), Method: "connect", Result: audit.ResultFailure,
+				Reason: why + " (further connections from this source are counted in metrics, audited at most once a minute)"})
+		}
 		return nil
 	}
 	ctx.SetValue(ctxKey{}, st)
@@ -278,6 +285,22 @@ func (s *Server) onConn(ctx glssh.Context, conn net.Conn) net.Conn {
 		}
 	})
 	return tc
+}
+
+// firstLockNotice rate-limits the audit records of a locked-out source's
+// connections, so a flood cannot fill the disk through the audit log.
+func (s *Server) firstLockNotice(src netip.Addr) bool {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	now := time.Now()
+	if last, ok := s.lockNotes[src]; ok && now.Sub(last) < time.Minute {
+		return false
+	}
+	if len(s.lockNotes) > 10000 {
+		clear(s.lockNotes)
+	}
+	s.lockNotes[src] = now
+	return true
 }
 
 func fingerprint(k gossh.PublicKey) string {
