@@ -34,6 +34,7 @@ type Config struct {
 	LoginGraceTime    config.Duration `yaml:"login_grace_time"`
 	IdleTimeout       config.Duration `yaml:"idle_timeout"`
 	MaxAuthTries      int             `yaml:"max_auth_tries"`
+	MaxStartups       int             `yaml:"max_startups"`
 	DialTimeout       config.Duration `yaml:"dial_timeout"`
 	MetricsListen     string          `yaml:"metrics_listen"`
 
@@ -250,6 +251,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAuthTries == 0 {
 		c.MaxAuthTries = 6
+	}
+	if c.MaxStartups == 0 {
+		c.MaxStartups = 100
+	}
+	if c.MaxStartups < 0 {
+		return fmt.Errorf("max_startups: %d must be positive", c.MaxStartups)
 	}
 	if c.MaxAuthTries < 0 || c.MaxAuthTries > 100 {
 		return fmt.Errorf("max_auth_tries: %d is out of range 1..100", c.MaxAuthTries)

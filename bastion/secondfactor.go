@@ -43,7 +43,7 @@ func (s *Server) secondFactor(ctx glssh.Context, st *connState, conn gossh.ConnM
 	if locked, why := s.opts.Guard.Locked(src, user); locked {
 		return fail("keyboard-interactive", why)
 	}
-	u := s.opts.Policy.User(user)
+	u := s.policy().User(user)
 	if u == nil {
 		return fail("keyboard-interactive", "unknown user")
 	}
@@ -169,6 +169,10 @@ func (s *Server) mfaSuccess(st *connState, rec *audit.Record, method, reason str
 	s.m.auth.WithLabelValues(method, audit.ResultSuccess).Inc()
 	st.mu.Lock()
 	st.mfaOK = true
+	if st.preauth {
+		st.preauth = false
+		s.preauth.Add(-1)
+	}
 	user, fp := st.user, st.keyFP
 	st.mu.Unlock()
 	s.opts.Guard.Success(user)

@@ -60,6 +60,8 @@ type Server struct {
 
 	lockMu    sync.Mutex
 	lockNotes map[netip.Addr]time.Time
+
+	preauth atomic.Int64 // connections that have not finished both factors
 }
 
 type ctxKey struct{}
@@ -78,6 +80,7 @@ type connState struct {
 	keyFP       string
 	mfaOK       bool
 	failCounted bool
+	preauth     bool // counted in Server.preauth
 }
 
 func (st *connState) authenticated() (user string, ok bool) {
@@ -252,6 +255,10 @@ func (c *trackedConn) Close() error {
 		st.mu.Lock()
 		count := st.attempted && !(st.keyOK && st.mfaOK) && !st.failCounted
 		st.failCounted = st.failCounted || count
+		if st.preauth {
+			st.preauth = false
+			c.s.preauth.Add(-1)
+		}
 		src, user := st.source, st.user
 		st.mu.Unlock()
 		if count {
@@ -274,6 +281,14 @@ func (s *Server) onConn(ctx glssh.Context, conn net.Conn) net.Conn {
 		}
 		return nil
 	}
+	if max := int64(s.opts.Config.MaxStartups); s.preauth.Load() >= max {
+		// Like sshd's MaxStartups: unauthenticated connections cost CPU
+		// (key exchange) and memory; past the limit new ones are dropped.
+		s.m.refusals.WithLabelValues("max-startups").Inc()
+		return nil
+	}
+	s.preauth.Add(1)
+	st.preauth = true
 	ctx.SetValue(ctxKey{}, st)
 	tc := &trackedConn{Conn: conn, s: s, st: st}
 	// LoginGraceTime: a connection that has not finished both factors in

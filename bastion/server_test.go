@@ -322,3 +322,33 @@ func TestSetPolicyTakesEffectForNewLogins(t *testing.T) {
 		t.Errorf("refusal not audited:\n%s", w.audit(t))
 	}
 }
+
+func TestMaxStartups(t *testing.T) {
+	w := newWorld(t, "max_startups: 2\nbrute_force: {source_threshold: 1000, user_threshold: 1000, backoff_base: 1ms, backoff_max: 2ms, report_threshold: -1}")
+	var idle []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", w.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	time.Sleep(100 * time.Millisecond) // let the server count them
+	if _, err := w.dial(t, "u1", w.user, currentCode); err == nil {
+		t.Fatal("a third unauthenticated connection was served with max_startups 2")
+	}
+	idle[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := w.dial(t, "u2", w.user, currentCode)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no room after a pending connection closed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	idle[1].Close()
+}
