@@ -2,6 +2,19 @@
 // prefixes. A [Backend] (nftables on Linux, pf through pfctl on the BSDs)
 // enforces a set; the safety rules that no backend may skip (allowlist,
 // maximum prefix width) are applied before anything reaches the kernel.
+//
+// # How the pieces fit
+//
+//   - [Policy] holds the safety rules. [Policy.Build] turns entries into a
+//     normalized netipx.IPSet (merged, allowlist subtracted) for
+//     [Backend.Replace]; [Policy.BuildDelta] does the same for
+//     [Backend.Apply].
+//   - For million-entry loads, [Policy.BuildSet] streams entries into the
+//     compact [Set], and [Replace] hands it to a backend that implements
+//     [SetReplacer] without ever building an IPSet.
+//   - Backends: firewall/nftables (Linux, netlink) and firewall/pf
+//     (pfctl); firewall/firewalltest is an in-memory fake for tests;
+//     firewall/apply is the one-shot `blocklist-agent apply` and `flush`.
 package firewall
 
 import (
