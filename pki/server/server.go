@@ -22,6 +22,7 @@ import (
 	stepconfig "github.com/smallstep/certificates/authority/config"
 	"github.com/smallstep/certificates/authority/provisioner"
 	"github.com/smallstep/certificates/db"
+	"github.com/smallstep/nosql/database"
 	"go.step.sm/crypto/jose"
 	"go.step.sm/crypto/sshutil"
 
@@ -42,7 +43,7 @@ type Server struct {
 	tlsConf *tls.Config
 	m       *serverMetrics
 	policy  *namePolicy
-	bolt    *boltStore // nil with PostgreSQL; closed here because step's Shutdown skips a store it did not open
+	store   database.DB // closed here: step's Shutdown skips a store it did not open
 
 	tlsMu   sync.Mutex
 	tlsCert *tls.Certificate
@@ -77,25 +78,27 @@ func New(ctx context.Context, cfg *ca.Config, logger *slog.Logger, reg prometheu
 		authority.WithQuietInit(),
 		authority.WithMeter(s.m),
 	}
-	if cfg.Store.Type == "bbolt" {
-		store, err := openBoltStore(cfg.Path(cfg.Store.Path))
-		if err != nil {
-			return nil, fmt.Errorf("pki serve: %w", err)
-		}
-		for _, t := range stepTables {
-			if err := store.CreateTable([]byte(t)); err != nil {
-				store.Close()
-				return nil, fmt.Errorf("pki serve: bbolt store: create %s: %w", t, err)
-			}
-		}
-		s.bolt = store
-		opts = append(opts, authority.WithDatabase(&db.DB{DB: store}))
+	var store database.DB
+	switch cfg.Store.Type {
+	case "bbolt":
+		store, err = openBoltStore(cfg.Path(cfg.Store.Path))
+	case "postgresql":
+		store, err = openPGStore(ctx, cfg.Store.DSN, cfg.Store.Database)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("pki serve: %w", err)
+	}
+	for _, t := range stepTables {
+		if err := store.CreateTable([]byte(t)); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("pki serve: %s store: create %s: %w", cfg.Store.Type, t, err)
+		}
+	}
+	s.store = store
+	opts = append(opts, authority.WithDatabase(&db.DB{DB: store}))
 	auth, err := authority.New(sc, opts...)
 	if err != nil {
-		if s.bolt != nil {
-			s.bolt.Close()
-		}
+		store.Close()
 		return nil, fmt.Errorf("pki serve: start authority (store %s): %w", cfg.Store.Type, err)
 	}
 	s.auth = auth
@@ -295,9 +298,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // Close releases the store and the audit log.
 func (s *Server) Close() error {
 	err := s.auth.Shutdown()
-	if s.bolt != nil {
-		err = errors.Join(err, s.bolt.Close())
-	}
+	err = errors.Join(err, s.store.Close())
 	if s.auditW != nil {
 		err = errors.Join(err, s.auditW.Close())
 	}

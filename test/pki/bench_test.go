@@ -30,7 +30,10 @@ func BenchmarkIssuance(b *testing.B) {
 	for _, st := range stores {
 		b.Run(st.name, func(b *testing.B) {
 			c := newCA(b, st.dsn(b), "")
-			const clients = 32
+			clients := 32
+			if v := os.Getenv("PKI_BENCH_CLIENTS"); v != "" {
+				clients, _ = strconv.Atoi(v)
+			}
 			n := 3000
 			if st.name == "postgresql" {
 				n = 1500

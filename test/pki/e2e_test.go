@@ -8,12 +8,15 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,6 +131,14 @@ func TestEndToEnd(t *testing.T) {
 				if !strings.Contains(err.Error(), "token already used") {
 					t.Errorf("error does not say why: %v", err)
 				}
+			})
+
+			t.Run("concurrent-replay-one-winner", func(t *testing.T) {
+				replicas := []*testCA{c}
+				if st.name == "postgresql" {
+					replicas = append(replicas, c.replica())
+				}
+				concurrentReplay(t, replicas)
 			})
 
 			t.Run("token-for-A-cannot-get-B", func(t *testing.T) {
@@ -343,4 +354,42 @@ func validCSR(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(pemCSR(csr))
+}
+
+// concurrentReplay fires one token at the CA (or at several replicas) from
+// many goroutines at once: exactly one may win.
+func concurrentReplay(t *testing.T, replicas []*testCA) {
+	t.Helper()
+	c := replicas[0]
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, err := client.NewCSR(key, "race.rampart.test", []string{"race.rampart.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := c.token("race.rampart.test", []string{"race.rampart.test"})
+	const n = 16
+	var wg sync.WaitGroup
+	var ok, used atomic.Int32
+	for i := 0; i < n; i++ {
+		r := replicas[i%len(replicas)]
+		cl := r.client()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cl.CloseIdleConnections()
+			_, err := cl.Sign(context.Background(), csr, tok, 0)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, client.ErrTokenUsed):
+				used.Add(1)
+			default:
+				t.Errorf("unexpected error: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || used.Load() != n-1 {
+		t.Fatalf("one token used concurrently %d times: %d succeeded, %d refused as used; want exactly 1 success", n, ok.Load(), used.Load())
+	}
 }
