@@ -113,19 +113,19 @@ func (e *engine) load(ctx context.Context) error {
 		e.offenders[o.Prefix] = o
 	}
 	e.published = newPrefixIndex()
-	for p := range e.decIdx.m {
+	for p := range e.decIdx.all() {
 		for _, piece := range e.pieces(p) {
 			e.published.add(piece)
 		}
 	}
 	e.seq = st.Seq
 	var add, remove []netip.Prefix
-	for p := range e.published.m {
+	for p := range e.published.all() {
 		if !old.has(p) {
 			add = append(add, p)
 		}
 	}
-	for p := range old.m {
+	for p := range old.all() {
 		if !e.published.has(p) {
 			remove = append(remove, p)
 		}
@@ -421,7 +421,7 @@ func (e *engine) encode(have uint64) ([]byte, uint64, bool) {
 		}
 	}
 	entries := make([]netip.Prefix, 0, e.published.len())
-	for p := range e.published.m {
+	for p := range e.published.all() {
 		entries = append(entries, p)
 	}
 	u := wire.Update{Version: version, Full: true, Entries: entries}

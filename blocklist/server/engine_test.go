@@ -134,7 +134,7 @@ func TestPublishedSetProperties(t *testing.T) {
 	// A reload from the store publishes the same set.
 	e.mu.RLock()
 	before := map[netip.Prefix]bool{}
-	for p := range e.published.m {
+	for p := range e.published.all() {
 		before[p] = true
 	}
 	e.mu.RUnlock()
@@ -164,15 +164,15 @@ func checkPublished(t *testing.T, e *engine, step int) {
 	}
 	wantSet, _ := want.IPSet()
 	var got netipx.IPSetBuilder
-	for p := range e.published.m {
+	for p := range e.published.all() {
 		got.AddPrefix(p)
 	}
 	gotSet, _ := got.IPSet()
 	if !gotSet.Equal(wantSet) {
 		t.Fatalf("step %d: published %v, want %v", step, gotSet.Prefixes(), wantSet.Prefixes())
 	}
-	for p := range e.published.m {
-		for q := range e.published.m {
+	for p := range e.published.all() {
+		for q := range e.published.all() {
 			if p != q && p.Overlaps(q) {
 				t.Fatalf("step %d: published %v and %v overlap", step, p, q)
 			}
@@ -217,7 +217,7 @@ func TestNestingAndSplitting(t *testing.T) {
 		defer e.mu.RUnlock()
 		var b netipx.IPSetBuilder
 		n := 0
-		for p := range e.published.m {
+		for p := range e.published.all() {
 			b.AddPrefix(p)
 			n++
 		}

@@ -71,7 +71,7 @@ func FuzzHandlers(f *testing.F) {
 		}
 		srv.eng.mu.RLock()
 		defer srv.eng.mu.RUnlock()
-		for p := range srv.eng.published.m {
+		for p := range srv.eng.published.all() {
 			if !p.IsValid() || p != p.Masked() || srv.tooBroad(p) {
 				t.Fatalf("published %v after %q", p, body)
 			}

@@ -1,16 +1,37 @@
 package server
 
-import "net/netip"
+import (
+	"iter"
+	"net/netip"
+)
 
 // prefixIndex is a set of prefixes with a count of members per (family,
 // length), so that "which members lie inside R" and "which members contain
 // p" cost a few map lookups instead of a scan when the set is large.
+//
+// The families live in separate maps so that a scan for IPv6 members never
+// walks a million IPv4 ones.
 type prefixIndex struct {
-	m map[netip.Prefix]int // refcount
+	m [2]map[netip.Prefix]int // refcount, by family
 	n [2][129]int
 }
 
-func newPrefixIndex() *prefixIndex { return &prefixIndex{m: map[netip.Prefix]int{}} }
+func newPrefixIndex() *prefixIndex {
+	return &prefixIndex{m: [2]map[netip.Prefix]int{{}, {}}}
+}
+
+// all yields every member.
+func (ix *prefixIndex) all() iter.Seq[netip.Prefix] {
+	return func(yield func(netip.Prefix) bool) {
+		for _, m := range ix.m {
+			for p := range m {
+				if !yield(p) {
+					return
+				}
+			}
+		}
+	}
+}
 
 func fam(p netip.Prefix) int {
 	if p.Addr().Is4() {
@@ -19,14 +40,15 @@ func fam(p netip.Prefix) int {
 	return 1
 }
 
-func (ix *prefixIndex) len() int { return len(ix.m) }
+func (ix *prefixIndex) len() int { return len(ix.m[0]) + len(ix.m[1]) }
 
-func (ix *prefixIndex) has(p netip.Prefix) bool { return ix.m[p] > 0 }
+func (ix *prefixIndex) has(p netip.Prefix) bool { return ix.m[fam(p)][p] > 0 }
 
 // add increments p's refcount and reports whether p is new.
 func (ix *prefixIndex) add(p netip.Prefix) bool {
-	ix.m[p]++
-	if ix.m[p] == 1 {
+	m := ix.m[fam(p)]
+	m[p]++
+	if m[p] == 1 {
 		ix.n[fam(p)][p.Bits()]++
 		return true
 	}
@@ -35,15 +57,16 @@ func (ix *prefixIndex) add(p netip.Prefix) bool {
 
 // remove decrements p's refcount and reports whether p left the set.
 func (ix *prefixIndex) remove(p netip.Prefix) bool {
-	c, ok := ix.m[p]
+	m := ix.m[fam(p)]
+	c, ok := m[p]
 	if !ok {
 		return false
 	}
 	if c > 1 {
-		ix.m[p] = c - 1
+		m[p] = c - 1
 		return false
 	}
-	delete(ix.m, p)
+	delete(m, p)
 	ix.n[fam(p)][p.Bits()]--
 	return true
 }
@@ -56,7 +79,7 @@ func (ix *prefixIndex) topAncestor(p netip.Prefix) (netip.Prefix, bool) {
 			continue
 		}
 		a, _ := p.Addr().Prefix(b)
-		if ix.m[a] > 0 {
+		if ix.m[f][a] > 0 {
 			return a, true
 		}
 	}
@@ -71,7 +94,7 @@ func (ix *prefixIndex) hasStrictAncestor(p netip.Prefix) bool {
 			continue
 		}
 		a, _ := p.Addr().Prefix(b)
-		if ix.m[a] > 0 {
+		if ix.m[f][a] > 0 {
 			return true
 		}
 	}
@@ -81,29 +104,27 @@ func (ix *prefixIndex) hasStrictAncestor(p netip.Prefix) bool {
 // within calls fn for every member inside r, r included.
 func (ix *prefixIndex) within(r netip.Prefix, fn func(netip.Prefix)) {
 	f := fam(r)
+	m := ix.m[f]
 	maxBits := 32
 	if f == 1 {
 		maxBits = 128
 	}
-	// Cost of enumerating candidates level by level, against a full scan.
+	// Cost of enumerating candidates level by level, against a full scan
+	// of the family.
 	cost := 0
-	for b := r.Bits(); b <= maxBits; b++ {
+	for b := r.Bits(); b <= maxBits && cost <= len(m); b++ {
 		if ix.n[f][b] == 0 {
 			continue
 		}
-		d := b - r.Bits()
-		if d >= 30 {
-			cost = len(ix.m) + 1
-			break
-		}
-		cost += 1 << d
-		if cost > len(ix.m) {
-			break
+		if d := b - r.Bits(); d >= 30 {
+			cost = len(m) + 1
+		} else {
+			cost += 1 << d
 		}
 	}
-	if cost > len(ix.m) {
-		for p := range ix.m {
-			if p.Bits() >= r.Bits() && p.Addr().Is4() == r.Addr().Is4() && r.Contains(p.Addr()) {
+	if cost > len(m) {
+		for p := range m {
+			if p.Bits() >= r.Bits() && r.Contains(p.Addr()) {
 				fn(p)
 			}
 		}
@@ -116,7 +137,7 @@ func (ix *prefixIndex) within(r netip.Prefix, fn func(netip.Prefix)) {
 		d := b - r.Bits()
 		for i := uint64(0); i < 1<<d; i++ {
 			p := subPrefix(r, b, i)
-			if ix.m[p] > 0 {
+			if m[p] > 0 {
 				fn(p)
 			}
 		}
