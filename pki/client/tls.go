@@ -88,21 +88,24 @@ func (s *Source) Certificate() *tls.Certificate { c, _ := s.current(); return c 
 // Roots returns the pool holding the pinned root.
 func (s *Source) Roots() *x509.CertPool { _, r := s.current(); return r }
 
-// ServerConfig returns a tls.Config that serves the current certificate and,
-// when requireClientCert is set, demands a client certificate issued by the
-// same CA (mTLS). Authorize roles on the verified peer with [Roles].
+// ServerConfig returns a tls.Config whose GetCertificate serves the
+// current certificate and, when requireClientCert is set, demands a client
+// certificate issued by the same CA (mTLS). Authorize roles on the verified
+// peer with [Roles]. The client CA pool is the root pinned at bootstrap; the
+// caller may set further fields (NextProtos, MinVersion) on the result.
 func (s *Source) ServerConfig(requireClientCert bool) *tls.Config {
-	base := &tls.Config{MinVersion: tls.VersionTLS12}
-	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		cert, roots := s.current()
-		c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*cert}}
-		if requireClientCert {
-			c.ClientAuth = tls.RequireAndVerifyClientCert
-			c.ClientCAs = roots
-		}
-		return c, nil
+	_, roots := s.current()
+	c := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.Certificate(), nil
+		},
 	}
-	return base
+	if requireClientCert {
+		c.ClientAuth = tls.RequireAndVerifyClientCert
+		c.ClientCAs = roots
+	}
+	return c
 }
 
 // ClientConfig returns a tls.Config that presents the current certificate
