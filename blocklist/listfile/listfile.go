@@ -42,6 +42,10 @@ type Options struct {
 	AllowBroad bool
 	// MaxLineBytes rejects longer lines; 0 means DefaultMaxLineBytes.
 	MaxLineBytes int
+	// MaxRejected keeps at most this many LineErrors in Result.Rejected
+	// (all are counted in Result.RejectedCount), so a garbage feed cannot
+	// make the report large; 0 keeps them all.
+	MaxRejected int
 }
 
 func (o Options) maxBits4() int {
@@ -71,8 +75,10 @@ type Result struct {
 	// or /128 prefix and an address range the prefixes covering it exactly.
 	// IPv4-mapped IPv6 addresses are unmapped to IPv4.
 	Prefixes []netip.Prefix
-	// Rejected lines, in file order.
+	// Rejected lines, in file order (the first Options.MaxRejected).
 	Rejected []LineError
+	// RejectedCount counts every rejected line.
+	RejectedCount int
 	// Lines is the number of lines read, comments and blanks included.
 	Lines int
 }
@@ -114,7 +120,7 @@ func Scan(r io.Reader, name string, opts Options, fn func(netip.Prefix)) (Result
 		if len(line) > 0 || tooLong || err == nil {
 			res.Lines++
 			if tooLong {
-				res.reject(name, line, fmt.Sprintf("line longer than %d bytes", maxLine))
+				res.reject(name, line, fmt.Sprintf("line longer than %d bytes", maxLine), opts)
 			} else {
 				res.parseLine(name, line, opts, fn)
 			}
@@ -146,7 +152,11 @@ func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) 
 	return line, false, err
 }
 
-func (res *Result) reject(name string, line []byte, reason string) {
+func (res *Result) reject(name string, line []byte, reason string, opts Options) {
+	res.RejectedCount++
+	if opts.MaxRejected > 0 && len(res.Rejected) >= opts.MaxRejected {
+		return
+	}
 	text := strings.ToValidUTF8(string(bytes.TrimSpace(line)), "\uFFFD")
 	if len(text) > maxTextBytes {
 		// Cutting may split a rune; dropping the broken tail keeps it UTF-8.
@@ -165,7 +175,7 @@ func (res *Result) parseLine(name string, line []byte, opts Options, fn func(net
 		return
 	}
 	if i := bytes.IndexAny(field, " \t\r\v\f"); i >= 0 {
-		res.reject(name, line, "unexpected text after the address")
+		res.reject(name, line, "unexpected text after the address", opts)
 		return
 	}
 	if p, ok := fastAddr(field); ok {
@@ -174,7 +184,7 @@ func (res *Result) parseLine(name string, line []byte, opts Options, fn func(net
 	}
 	ps, err := parseEntry(string(field), opts)
 	if err != nil {
-		res.reject(name, line, err.Error())
+		res.reject(name, line, err.Error(), opts)
 		return
 	}
 	for _, p := range ps {

@@ -180,3 +180,10 @@ func TestScan(t *testing.T) {
 		t.Fatalf("Scan: %v, %+v, %v", err, res, got)
 	}
 }
+
+func TestMaxRejected(t *testing.T) {
+	res, err := Parse(strings.NewReader(strings.Repeat("junk\n", 50)+"192.0.2.1\n"), "j", Options{MaxRejected: 3})
+	if err != nil || len(res.Rejected) != 3 || res.RejectedCount != 50 || len(res.Prefixes) != 1 {
+		t.Fatalf("%v: kept %d of %d rejections, %d prefixes", err, len(res.Rejected), res.RejectedCount, len(res.Prefixes))
+	}
+}

@@ -66,7 +66,7 @@ flags:
 		Policy: policy,
 		List:   listfile.Options{AllowBroad: *allowBroad},
 	})
-	printRejected(os.Stderr, sum.Rejected)
+	printRejected(os.Stderr, sum.Rejected, sum.RejectedCount)
 	if err != nil {
 		return err
 	}
@@ -74,13 +74,15 @@ flags:
 	return nil
 }
 
-func printRejected(w io.Writer, rs []listfile.LineError) {
+func printRejected(w io.Writer, rs []listfile.LineError, total int) {
 	for i, r := range rs {
 		if i == maxRejectedShown {
-			fmt.Fprintf(w, "... and %d more rejected lines\n", len(rs)-i)
-			return
+			break
 		}
 		fmt.Fprintf(w, "%s:%d: %s: %q\n", r.File, r.Line, r.Reason, r.Text)
+	}
+	if shown := min(len(rs), maxRejectedShown); total > shown {
+		fmt.Fprintf(w, "... and %d more rejected lines\n", total-shown)
 	}
 }
 

@@ -40,17 +40,24 @@ type Config struct {
 
 // Summary is what Run did.
 type Summary struct {
-	Files    int
-	Lines    int
-	Rejected []listfile.LineError
-	Stats    firewall.Stats
-	Elapsed  time.Duration
+	Files int
+	Lines int
+	// Rejected holds the first rejected lines of each file (up to
+	// Config.List.MaxRejected, DefaultMaxRejected when 0); RejectedCount
+	// counts them all.
+	Rejected      []listfile.LineError
+	RejectedCount int
+	Stats         firewall.Stats
+	Elapsed       time.Duration
 }
+
+// DefaultMaxRejected bounds the rejected lines kept per file.
+const DefaultMaxRejected = 1000
 
 // String is the one-line summary the command prints.
 func (s Summary) String() string {
 	return fmt.Sprintf("%d addresses, %d prefixes after merging, %d allowlisted, %d refused as too broad, %d rejected lines, %s",
-		s.Stats.Addresses, s.Stats.Prefixes, s.Stats.Allowlisted, s.Stats.Refused, len(s.Rejected), s.Elapsed.Round(time.Millisecond))
+		s.Stats.Addresses, s.Stats.Prefixes, s.Stats.Allowlisted, s.Stats.Refused, s.RejectedCount, s.Elapsed.Round(time.Millisecond))
 }
 
 // Run reads cfg.Files, builds the set and replaces what b enforces. A
@@ -81,6 +88,9 @@ func Run(ctx context.Context, b firewall.Backend, cfg Config) (Summary, error) {
 // build streams every list through the policy into a compact set; the
 // parsed entries are never held as a whole.
 func build(cfg Config, sum *Summary) (*firewall.Set, error) {
+	if cfg.List.MaxRejected == 0 {
+		cfg.List.MaxRejected = DefaultMaxRejected
+	}
 	var readErr error
 	stdinUsed := false
 	entries := func(yield func(netip.Prefix) bool) {
@@ -94,6 +104,7 @@ func build(cfg Config, sum *Summary) (*firewall.Set, error) {
 			sum.Files++
 			sum.Lines += res.Lines
 			sum.Rejected = append(sum.Rejected, res.Rejected...)
+			sum.RejectedCount += res.RejectedCount
 			if err != nil {
 				readErr = err
 				return
