@@ -274,6 +274,30 @@ func TestEndToEnd(t *testing.T) {
 				}
 			})
 
+			t.Run("ssh-host-certificate", func(t *testing.T) {
+				key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				pub, _ := ssh.NewPublicKey(&key.PublicKey)
+				cert, err := c.client().SignSSHHost(ctx, c.prov, pub, []string{"h1.rampart.test"}, time.Hour)
+				if err != nil {
+					t.Fatal(err)
+				}
+				caPub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(readFile(t, filepath.Join(c.dir, "ssh_host_ca_key.pub"))))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cert.CertType != ssh.HostCert || !bytes.Equal(cert.SignatureKey.Marshal(), caPub.Marshal()) || !slices.Equal(cert.ValidPrincipals, []string{"h1.rampart.test"}) {
+					t.Fatalf("host certificate: type %d principals %v", cert.CertType, cert.ValidPrincipals)
+				}
+				// What an @cert-authority known_hosts line does.
+				checker := &ssh.CertChecker{IsHostAuthority: func(auth ssh.PublicKey, _ string) bool { return bytes.Equal(auth.Marshal(), caPub.Marshal()) }}
+				if err := checker.CheckCert("h1.rampart.test", cert); err != nil {
+					t.Errorf("host certificate does not verify: %v", err)
+				}
+				if _, err := c.client().SignSSHHost(ctx, c.prov, pub, []string{"evil.example.com"}, time.Hour); err == nil {
+					t.Error("host certificate outside the name policy issued")
+				}
+			})
+
 			t.Run("ssh-users-provisioner-is-ssh-user-only", func(t *testing.T) {
 				p, err := c.cfg.LoadSSHUserProvisioner(c.fp)
 				if err != nil {
