@@ -119,8 +119,8 @@ func (s *Server) handleSFTP(sess glssh.Session) {
 }
 
 func (s *Server) recordTo(sess glssh.Session, st *connState, user, name string) {
-	t := s.opts.Policy.Target(name)
-	if t == nil || !s.opts.Policy.targetAllowed(s.opts.Policy.User(user), t) {
+	t := s.policy().Target(name)
+	if t == nil || !s.policy().targetAllowed(s.policy().User(user), t) {
 		s.refusal(st, "target", fmt.Sprintf("target %q is not in %s's targets", name, user), map[string]any{"target": name})
 		fmt.Fprintf(sess.Stderr(), "bastion: %q is not one of your targets\r\n", name)
 		sess.Exit(1)
@@ -173,7 +173,7 @@ func rawChannelOf(sess glssh.Session) gossh.Channel {
 // menu lists the user's targets, numbered, and serves the one picked. It
 // is made for phone keyboards: numbers only, one keypress plus Enter.
 func (s *Server) menu(sess glssh.Session, st *connState, user string) {
-	targets := s.opts.Policy.Allowed(user)
+	targets := s.policy().Allowed(user)
 	w := sess
 	fmt.Fprintf(w, "Rampart bastion: hello %s.\r\n", user)
 	if len(targets) == 0 {
@@ -278,7 +278,7 @@ func (s *Server) directTCPIP(_ *glssh.Server, _ *gossh.ServerConn, nc gossh.NewC
 		return
 	}
 	want := net.JoinHostPort(d.DestAddr, strconv.Itoa(int(d.DestPort)))
-	route, err := s.opts.Policy.Resolve(ctx, user, d.DestAddr, uint16(d.DestPort))
+	route, err := s.policy().Resolve(ctx, user, d.DestAddr, uint16(d.DestPort))
 	if err != nil {
 		s.m.jumps.WithLabelValues("refused").Inc()
 		s.refusal(st, "jump", err.Error(), map[string]any{"target": want})
@@ -322,7 +322,7 @@ func (s *Server) directTCPIP(_ *glssh.Server, _ *gossh.ServerConn, nc gossh.NewC
 	s.audit(rec)
 }
 
-var relayBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // relay copies both ways until the target closes or the client goes
 // away; in is client to target, out is target to client.

@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -242,11 +243,17 @@ func sourceOf(a net.Addr) netip.Addr {
 // holds several keys is not counted at all.
 type trackedConn struct {
 	net.Conn
+	r     *bufio.Reader
 	s     *Server
 	st    *connState
 	once  sync.Once
 	timer *time.Timer
 }
+
+// Read goes through a large buffer: x/crypto reads a packet header, then
+// its body, and a bulk jump would otherwise cost several system calls per
+// 32 KiB packet.
+func (c *trackedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func (c *trackedConn) Close() error {
 	c.once.Do(func() {
@@ -290,7 +297,7 @@ func (s *Server) onConn(ctx glssh.Context, conn net.Conn) net.Conn {
 	s.preauth.Add(1)
 	st.preauth = true
 	ctx.SetValue(ctxKey{}, st)
-	tc := &trackedConn{Conn: conn, s: s, st: st}
+	tc := &trackedConn{Conn: conn, r: bufio.NewReaderSize(conn, 128<<10), s: s, st: st}
 	// LoginGraceTime: a connection that has not finished both factors in
 	// time is dropped (gliderlabs resets deadlines on every read, so a
 	// timer does it).
