@@ -155,7 +155,8 @@ type Server struct {
 
 	agentsMu sync.Mutex
 	inflight map[string]int
-	requests int // sync requests in flight
+	requests int                  // sync requests in flight
+	lastSeen map[string]time.Time // for dropping per-agent metrics of agents gone
 }
 
 // New loads the store's state and applies the static allowlist. reg may be
@@ -172,6 +173,7 @@ func New(ctx context.Context, st store.Store, cfg Config, log *slog.Logger, reg 
 		eng:      newEngine(st, log, cfg.Now),
 		limiter:  newLimiter(cfg.ReportRate, cfg.ReportBurst, cfg.Now),
 		inflight: map[string]int{},
+		lastSeen: map[string]time.Time{},
 	}
 	s.m = newServerMetrics(s)
 	if reg != nil {
@@ -265,6 +267,7 @@ func (s *Server) Run(ctx context.Context) error {
 				s.log.Error("blocklistd: expiry failed", "err", err)
 			}
 		case <-prune.C:
+			s.forgetAgents(time.Now().Add(-24 * time.Hour))
 			if p, ok := s.st.(interface {
 				PruneReports(context.Context, time.Time) error
 			}); ok {
@@ -528,12 +531,26 @@ func (s *Server) agentSeen(name string, have uint64, delta int) {
 	s.m.agentLag.WithLabelValues(name).Set(lag)
 	s.m.agentLastSync.WithLabelValues(name).SetToCurrentTime()
 	s.agentsMu.Lock()
+	s.lastSeen[name] = time.Now()
 	s.requests += delta
 	s.inflight[name] += delta
 	if s.inflight[name] <= 0 {
 		delete(s.inflight, name)
 	}
 	s.agentsMu.Unlock()
+}
+
+// forgetAgents drops the per-agent metrics of agents not seen since before.
+func (s *Server) forgetAgents(before time.Time) {
+	s.agentsMu.Lock()
+	defer s.agentsMu.Unlock()
+	for name, t := range s.lastSeen {
+		if t.Before(before) && s.inflight[name] == 0 {
+			delete(s.lastSeen, name)
+			s.m.agentLag.DeleteLabelValues(name)
+			s.m.agentLastSync.DeleteLabelValues(name)
+		}
+	}
 }
 
 // ParseReport validates a report body: one address (not unspecified,
