@@ -64,8 +64,8 @@ type CheckThresholds struct {
 
 // Check reads every configured certificate from disk (never the state
 // file), writes one line per certificate and returns the Nagios status:
-// critical for a missing, unreadable, mismatched or nearly expired
-// certificate, warning when renewal looks overdue.
+// critical for a missing, unreadable or nearly expired certificate,
+// warning when renewal looks overdue or the names differ from the config.
 func Check(w io.Writer, cfg *Config, th CheckThresholds, now time.Time) int {
 	worst := StatusOK
 	var lines []string
@@ -103,7 +103,8 @@ func checkOne(c *Certificate, th CheckThresholds, now time.Time) (int, string) {
 	case left <= crit:
 		status = StatusCritical
 	case mismatch(c, leaf) != "":
-		status, desc = StatusCritical, desc+"; "+mismatch(c, leaf)
+		// Still valid for the old names; the next run should fix it.
+		status, desc = StatusWarning, desc+"; "+mismatch(c, leaf)
 	case left <= warn:
 		status = StatusWarning
 	}

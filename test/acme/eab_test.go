@@ -24,7 +24,7 @@ func TestExternalAccountBinding(t *testing.T) {
 		ok        bool
 	}{{"wrong-kid", "kid-9", false}, {"right-kid", kid, true}} {
 		h.dir = t.TempDir()
-		cfg := h.writeConfig(cert{"eab", "http01", []string{"eab.example.com"}, ""})
+		h.writeConfig(cert{"eab", "http01", []string{"eab.example.com"}, ""})
 		data, _ := os.ReadFile(h.cfgPath)
 		doc := strings.Replace(string(data), "    email: ops@example.com\n",
 			"    email: ops@example.com\n    eab: {kid: "+tc.kid+", hmac_key_file: "+hmacFile+"}\n", 1)
