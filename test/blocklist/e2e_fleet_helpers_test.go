@@ -352,6 +352,19 @@ func (f *fleet) pings() bool {
 	return err == nil
 }
 
+// pingsWithin retries pings for a while: the first may race neighbour
+// discovery on a loaded machine.
+func (f *fleet) pingsWithin(d time.Duration) bool {
+	for deadline := time.Now().Add(d); ; {
+		if f.pings() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // nsClient is a blocklistd client whose connections start inside host h.
 func (f *fleet) nsClient(h *testenv.Host, replica int, certName string) *client.Client {
 	f.t.Helper()

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,8 +57,11 @@ func runFleet(t *testing.T, f *fleet) {
 		f.waitStatus(ag, "first sync", func(s agent.Status, running bool) bool { return running && s.Reachable && !s.LastSync.IsZero() })
 	}
 	attacker := f.linkX.A4
-	if !f.pings() {
+	if !f.pingsWithin(10 * time.Second) {
 		t.Fatal("x cannot ping b before any ban")
+	}
+	if out, err := exec.Command(f.bin, "status", "--config", agentB.cfg).CombinedOutput(); err != nil || !strings.Contains(string(out), "agent:        running") {
+		t.Errorf("blocklist-agent status: %v\n%s", err, out)
 	}
 	admin := f.nsClient(f.srv, 0, "admin")
 
@@ -116,7 +120,8 @@ func runFleet(t *testing.T, f *fleet) {
 			t.Fatal(err)
 		}
 		waitEnforced(t, local, true, f.a)
-		f.waitStatus(agentB, "the local-allow ban", func(s agent.Status, _ bool) bool { return s.Allowlisted > 0 })
+		stA, _ := f.status(agentA)
+		f.waitStatus(agentB, "the local-allow ban", func(s agent.Status, _ bool) bool { return s.Version >= stA.Version && s.Allowlisted > 0 })
 		if enforced(t, f.b, "rampart")(local) {
 			t.Errorf("host b blocks %v, which its agent allowlists", local)
 		}
@@ -165,6 +170,9 @@ func runFleet(t *testing.T, f *fleet) {
 		agentB.proc.stop(t)
 		if st, running := f.status(agentB); running || st.Version != before.Version {
 			t.Fatalf("after stop: running %v, status %+v", running, st)
+		}
+		if out, err := exec.Command(f.bin, "status", "--config", agentB.cfg).CombinedOutput(); err != nil || !strings.Contains(string(out), "NOT RUNNING") {
+			t.Errorf("blocklist-agent status of a stopped agent: %v\n%s", err, out)
 		}
 		// Stopping the agent leaves the firewall as it was.
 		if !enforced(t, f.b, "rampart")(attacker) || f.pings() {
