@@ -246,6 +246,12 @@ type sshResult struct {
 // keyboard-interactive prompt (through SSH_ASKPASS).
 func (w *bstWorld) ssh(answer string, args ...string) sshResult {
 	w.t.Helper()
+	return w.sshStdin("", answer, args...)
+}
+
+// sshStdin is ssh with stdin fed from a string.
+func (w *bstWorld) sshStdin(stdin, answer string, args ...string) sshResult {
+	w.t.Helper()
 	d, err := os.MkdirTemp(w.Dir, "ssh")
 	if err != nil {
 		w.t.Fatal(err)
@@ -258,7 +264,9 @@ func (w *bstWorld) ssh(answer string, args ...string) sshResult {
 	cmd := exec.CommandContext(ctx, testenv.Binary(w.t, "ssh"), append([]string{"-F", w.SSHConfig}, args...)...)
 	cmd.Env = append(os.Environ(), "SSH_ASKPASS="+filepath.Join(w.Dir, "askpass"), "SSH_ASKPASS_REQUIRE=force", "DISPLAY=:0",
 		"BST_ANSWER="+ans, "BST_ASKPASS_LOG="+logp, "SSH_AUTH_SOCK=")
-	cmd.Stdin = nil
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	out, err := cmd.CombinedOutput()
 	prompts, _ := os.ReadFile(logp)
 	return sshResult{Out: string(out), Err: err, Prompts: string(prompts)}

@@ -18,7 +18,7 @@ import (
 func TestOpenSSHThroughBastion(t *testing.T) {
 	other := testenv.StartSSHD(t, testenv.SSHDOptions{})
 	w := bstNewWorld(t, bstSetup{Users: []*bstUser{
-		{Name: "keyonly"}, {Name: "wrong"}, {Name: "replay"}, {Name: "alice"}, {Name: "outside"}, {Name: "fwd"}, {Name: "menu"},
+		{Name: "keyonly"}, {Name: "wrong"}, {Name: "replay"}, {Name: "alice"}, {Name: "outside"}, {Name: "fwd"}, {Name: "menu"}, {Name: "menutty"},
 	}})
 
 	t.Run("key only is refused", func(t *testing.T) {
@@ -103,6 +103,17 @@ func TestOpenSSHThroughBastion(t *testing.T) {
 		r := w.ssh(w.totp("menu"), "-T", "menu@bastion")
 		if r.Err != nil || !strings.Contains(r.Out, " 1) target") {
 			t.Fatalf("menu: %v\n%s", r.Err, r.Out)
+		}
+	})
+
+	t.Run("menu on a terminal takes a number", func(t *testing.T) {
+		// -tt: a pseudo-terminal even though stdin is a pipe, as a phone
+		// client has one; "7" is out of range, "1" picks the jump-only target.
+		r := w.sshStdin("7\r1\r\x04", w.totp("menutty"), "-tt", "menutty@bastion")
+		for _, want := range []string{"1) target", "Number (q to quit)", "Pick 1 to 1", "target is jump-only"} {
+			if !strings.Contains(r.Out, want) {
+				t.Errorf("menu output lacks %q: %v\n%s", want, r.Err, r.Out)
+			}
 		}
 	})
 
