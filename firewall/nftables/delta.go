@@ -91,6 +91,12 @@ func (b *Backend) planDelta(d firewall.Delta) (deltaPlan, error) {
 			return plan, err
 		}
 	}
+	if !touchesRanges(b.ranges, d) {
+		// The common delta (single addresses in and out, none inside a
+		// blocked range) leaves the interval sets alone.
+		plan.ranges = b.ranges
+		return plan, nil
+	}
 	newRanges, err := rb.IPSet()
 	if err != nil {
 		return plan, err
@@ -127,4 +133,21 @@ func less(a, b netipx.IPRange) bool {
 		return c < 0
 	}
 	return a.To().Less(b.To())
+}
+
+// touchesRanges reports whether d can change the interval sets: it adds
+// a prefix wider than one address, or removes anything that overlaps an
+// installed interval.
+func touchesRanges(ranges *netipx.IPSet, d firewall.Delta) bool {
+	for _, p := range d.Add {
+		if !p.IsSingleIP() {
+			return true
+		}
+	}
+	for _, p := range d.Remove {
+		if ranges.OverlapsPrefix(p.Masked()) {
+			return true
+		}
+	}
+	return false
 }
