@@ -7,11 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rampart-sec/rampart/blocklist/client"
 	"github.com/rampart-sec/rampart/firewall"
@@ -107,6 +109,7 @@ type harness struct {
 	clock   *fakeClock
 	policy  firewall.Policy
 	agent   *Agent
+	reg     *prometheus.Registry
 }
 
 func newHarness(t *testing.T, server *fakeServer) *harness {
@@ -118,6 +121,7 @@ func newHarness(t *testing.T, server *fakeServer) *harness {
 		server: server,
 		clock:  &fakeClock{now: time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC)},
 		policy: firewall.Policy{HostAddrs: func() ([]netip.Addr, error) { return nil, nil }},
+		reg:    prometheus.NewRegistry(),
 	}
 	h.backend = h.fake
 	return h
@@ -133,7 +137,7 @@ func (h *harness) run() error {
 		StateDir: h.dir,
 		Backoff:  Backoff{Min: time.Second, Max: 8 * time.Second, Rand: func() float64 { return 0.5 }},
 		Clock:    h.clock,
-		Registry: prometheus.NewRegistry(),
+		Registry: h.reg,
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -463,5 +467,40 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 	if _, err := LoadSnapshot(path, 2); err == nil {
 		t.Error("a snapshot above maxEntries was accepted")
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	h := newHarness(t, newFakeServer(
+		step{u: client.Update{Version: 3, Full: true, Entries: pfx("192.0.2.1/32", "192.0.2.2/32", "2001:db8::/64")}},
+		step{u: client.Update{Version: 4, Add: pfx("192.0.2.3/32")}},
+		step{err: errDown},
+	))
+	if err := h.run(); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP rampart_blocklist_agent_entries Entries in the blocklistd set this agent enforces, by address family.
+# TYPE rampart_blocklist_agent_entries gauge
+rampart_blocklist_agent_entries{family="ipv4"} 3
+rampart_blocklist_agent_entries{family="ipv6"} 1
+# HELP rampart_blocklist_agent_server_reachable 1 when the last attempt to reach blocklistd worked.
+# TYPE rampart_blocklist_agent_server_reachable gauge
+rampart_blocklist_agent_server_reachable 0
+# HELP rampart_blocklist_agent_sync_errors_total Failed attempts to sync with blocklistd.
+# TYPE rampart_blocklist_agent_sync_errors_total counter
+rampart_blocklist_agent_sync_errors_total 1
+# HELP rampart_blocklist_agent_version blocklistd version this agent enforces.
+# TYPE rampart_blocklist_agent_version gauge
+rampart_blocklist_agent_version 4
+`
+	if err := testutil.GatherAndCompare(h.reg, strings.NewReader(want),
+		"rampart_blocklist_agent_entries", "rampart_blocklist_agent_server_reachable",
+		"rampart_blocklist_agent_sync_errors_total", "rampart_blocklist_agent_version"); err != nil {
+		t.Error(err)
+	}
+	n, err := testutil.GatherAndCount(h.reg, "rampart_blocklist_agent_apply_duration_seconds", "rampart_blocklist_agent_sync_lag_seconds")
+	if err != nil || n != 3 { // replace, apply, lag
+		t.Errorf("apply duration and lag series = %d, %v; want 3", n, err)
 	}
 }

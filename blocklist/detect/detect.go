@@ -168,8 +168,9 @@ type runnerMetrics struct {
 	reports *prometheus.CounterVec
 }
 
-// Run runs every detector until ctx ends. It fails when a source cannot go
-// on (a log that cannot be read for a reason other than not existing yet).
+// Run runs every detector until ctx ends. A detector whose source cannot go
+// on (a log that cannot be read for a reason other than not existing yet)
+// stops alone and is logged; Run returns those errors when ctx ends.
 func (r *Runner) Run(ctx context.Context, ds []*Detector) error {
 	log := r.Logger
 	if log == nil {
@@ -251,14 +252,20 @@ func (r *Runner) Run(ctx context.Context, ds []*Detector) error {
 				}
 			})
 			if err != nil {
-				errc <- fmt.Errorf("detector %q: %w", d.Name, err)
-				cancel()
+				// One unreadable log stops its own detector only.
+				err = fmt.Errorf("detector %q: %w", d.Name, err)
+				log.Error("detector stopped", "err", err)
+				errc <- err
 			}
 		}()
 	}
 	wg.Wait()
 	close(errc)
-	return <-errc // nil when every source ended with ctx
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...) // nil when every source ended with ctx
 }
 
 func cmp(v, def int) int {

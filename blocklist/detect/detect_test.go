@@ -217,3 +217,36 @@ func TestConfigBuild(t *testing.T) {
 		})
 	}
 }
+
+// failingSource cannot be read, as a log without permission.
+type failingSource struct{}
+
+func (failingSource) Lines(ctx context.Context, fn func([]byte)) error {
+	return errors.New("open /var/log/secure: permission denied")
+}
+
+func TestRunnerKeepsOtherDetectors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.log")
+	good, err := Config{Name: "good", Type: "sshd", File: path, Threshold: 1, Poll: config.Duration(5 * time.Millisecond)}.Build(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := &Detector{Name: "bad", Source: failingSource{}, Matcher: NewSSHD(), Count: 1, Window: time.Minute}
+	rep := &fakeReporter{}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- (&Runner{Reporter: rep}).Run(ctx, []*Detector{bad, good}) }()
+	time.Sleep(50 * time.Millisecond)
+	appendTo(t, path, "sshd[1]: Invalid user x from 192.0.2.44 port 1\n")
+	deadline := time.Now().Add(10 * time.Second)
+	for len(rep.Reports()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the good detector stopped with the bad one")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), `detector "bad"`) {
+		t.Errorf("Run = %v, want the bad detector's error", err)
+	}
+}
