@@ -268,3 +268,60 @@ func rssKB(b *testing.B, pid int) int {
 	b.Fatal("no VmRSS")
 	return 0
 }
+
+// BenchmarkLoginLatencyGoClient is BenchmarkLoginLatency without the
+// OpenSSH processes: an x/crypto client authenticates (key + TOTP) to the
+// bastion, opens the jump channel and authenticates to the sshd through
+// it, against the same client authenticating to the sshd directly. What
+// is left is the bastion's own cost plus one more SSH handshake.
+func BenchmarkLoginLatencyGoClient(b *testing.B) {
+	const samples = 15
+	var users []*bstUser
+	for i := range samples {
+		users = append(users, &bstUser{Name: fmt.Sprintf("go%d", i)})
+	}
+	w := bstNewWorld(b, bstSetup{Users: users})
+	targetCfg := &gossh.ClientConfig{User: w.TargetUser, Auth: []gossh.AuthMethod{gossh.PublicKeys(w.Key)},
+		HostKeyCallback: gossh.FixedHostKey(w.Target.HostKey), HostKeyAlgorithms: []string{gossh.KeyAlgoED25519}, Timeout: 30 * time.Second}
+	var direct, jump []time.Duration
+	for i := range samples {
+		t0 := time.Now()
+		c, err := gossh.Dial("tcp", w.Target.Addr, targetCfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		direct = append(direct, time.Since(t0))
+		c.Close()
+
+		u := users[i]
+		code, _ := totp.GenerateCode(u.Secret, time.Now())
+		ki := gossh.KeyboardInteractive(func(_, _ string, q []string, _ []bool) ([]string, error) {
+			a := make([]string, len(q))
+			for i := range a {
+				a[i] = code
+			}
+			return a, nil
+		})
+		t0 = time.Now()
+		bc, err := gossh.Dial("tcp", w.Addr, &gossh.ClientConfig{User: u.Name, Auth: []gossh.AuthMethod{gossh.PublicKeys(w.Key), ki},
+			HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 30 * time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		conn, err := bc.Dial("tcp", w.Target.Addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc, chans, reqs, err := gossh.NewClientConn(conn, w.Target.Addr, targetCfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		jump = append(jump, time.Since(t0))
+		gossh.NewClient(sc, chans, reqs).Close()
+		bc.Close()
+	}
+	md, mj := median(direct), median(jump)
+	b.ReportMetric(float64(md.Microseconds())/1000, "direct-median-ms")
+	b.ReportMetric(float64(mj.Microseconds())/1000, "bastion-median-ms")
+	b.ReportMetric(float64((mj-md).Microseconds())/1000, "added-median-ms")
+}
