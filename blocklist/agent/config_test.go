@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rampart-sec/rampart/blocklist/internal/devcert"
 	"github.com/rampart-sec/rampart/pkg/config"
 )
 
@@ -70,5 +73,64 @@ func TestAllowPrefixes(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("AllowPrefixes = %v, want %v", got, want)
 		}
+	}
+}
+
+func TestClientCertificateReload(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := devcert.NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(name string, mtime time.Time) {
+		c, k, err := ca.Issue(devcert.Leaf{Name: name, Roles: []string{"agent"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for file, data := range map[string][]byte{"cert.pem": c, "key.pem": k, "root.pem": ca.PEM} {
+			p := filepath.Join(dir, file)
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			os.Chtimes(p, mtime, mtime)
+		}
+	}
+	leafName := func(c *tls.Config) string {
+		t.Helper()
+		cert, err := c.GetClientCertificate(&tls.CertificateRequestInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.Subject.CommonName
+	}
+	t0 := time.Now().Add(-time.Hour)
+	issue("before-renewal", t0)
+	sc := ServerConfig{CertDir: dir, CA: filepath.Join(dir, "root.pem"), Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}
+	c, err := sc.TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := leafName(c); got != "before-renewal" {
+		t.Fatalf("certificate %q", got)
+	}
+	issue("after-renewal", t0.Add(time.Minute))
+	if got := leafName(c); got != "after-renewal" {
+		t.Errorf("after pki renew rewrote the files: certificate %q, want the new one", got)
+	}
+	// A half-written renewal keeps the last good pair.
+	os.WriteFile(filepath.Join(dir, "key.pem"), []byte("garbage"), 0o600)
+	if got := leafName(c); got != "after-renewal" {
+		t.Errorf("with a broken key on disk: certificate %q, want the last good one", got)
+	}
+	os.Remove(filepath.Join(dir, "cert.pem"))
+	if got := leafName(c); got != "after-renewal" {
+		t.Errorf("with the certificate missing: %q, want the last good one", got)
+	}
+	if _, err := (&ServerConfig{CA: filepath.Join(dir, "root.pem"), Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}).TLSConfig(); err == nil {
+		t.Error("TLSConfig accepted a missing certificate at start")
 	}
 }
