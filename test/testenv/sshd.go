@@ -24,8 +24,9 @@ type SSHDOptions struct {
 	// Config lines appended to the generated sshd_config (a later line
 	// does not override an earlier one in sshd, so only add settings).
 	Config []string
-	// HostKey is the host key; nil generates an ed25519 key.
-	HostKey gossh.Signer
+	// HostKeyPEM is the host's private key in PEM (ssh.MarshalPrivateKey
+	// or ssh-keygen output); nil generates an ed25519 key.
+	HostKeyPEM []byte
 	// HostCA, when set, signs a host certificate for the host key with
 	// principals HostCertPrincipals (default 127.0.0.1, localhost).
 	HostCA             gossh.Signer
@@ -72,8 +73,8 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 	s := &SSHD{Dir: dir, LogPath: filepath.Join(dir, "sshd.log"), AuthorizedKeysFile: filepath.Join(dir, "authorized_keys")}
 
 	hostKeyPath := filepath.Join(dir, "ssh_host_ed25519_key")
-	signer := opts.HostKey
-	if signer == nil {
+	keyPEM := opts.HostKeyPEM
+	if keyPEM == nil {
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			t.Fatal(err)
@@ -82,14 +83,14 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(hostKeyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if signer, err = gossh.NewSignerFromKey(priv); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		t.Fatal("testenv: SSHDOptions.HostKey needs the private key on disk; pass nil to generate one")
+		keyPEM = pem.EncodeToMemory(block)
+	}
+	signer, err := gossh.ParsePrivateKey(keyPEM)
+	if err != nil {
+		t.Fatalf("testenv: SSHDOptions.HostKeyPEM: %v", err)
+	}
+	if err := os.WriteFile(hostKeyPath, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	s.HostKey = signer.PublicKey()
 

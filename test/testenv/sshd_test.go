@@ -1,8 +1,11 @@
 package testenv_test
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/pem"
 	"net"
 	"testing"
 	"time"
@@ -80,4 +83,25 @@ func TestStartSSHDInNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ssh into the namespace's sshd: %v", err)
 	}
+}
+
+func TestStartSSHDGivenHostKey(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	block, err := gossh.MarshalPrivateKey(ec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPub, _ := gossh.NewPublicKey(&ec.PublicKey)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	user, _ := gossh.NewSignerFromKey(priv)
+	s := testenv.StartSSHD(t, testenv.SSHDOptions{HostKeyPEM: pem.EncodeToMemory(block), AuthorizedKeys: []gossh.PublicKey{user.PublicKey()}})
+	if string(s.HostKey.Marshal()) != string(hostPub.Marshal()) {
+		t.Fatal("SSHD.HostKey is not the given key")
+	}
+	c, err := gossh.Dial("tcp", s.Addr, &gossh.ClientConfig{User: "root", Auth: []gossh.AuthMethod{gossh.PublicKeys(user)},
+		HostKeyCallback: gossh.FixedHostKey(hostPub), Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("dial with the given host key pinned: %v", err)
+	}
+	c.Close()
 }
