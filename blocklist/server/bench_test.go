@@ -89,6 +89,7 @@ func BenchmarkLongPoll5000Agents(b *testing.B) {
 		runtime.GC()
 		serverRSS, selfRSS := rssOf(d.cmd.Process.Pid), rssOf(os.Getpid())
 		admin := d.client(b, "admin", RoleAdmin)
+		serverCPU, selfCPU := cpuOf(d.cmd.Process.Pid), cpuOf(os.Getpid())
 		b.StartTimer()
 		start := time.Now()
 		if err := admin.Ban(ctx, netip.MustParsePrefix("203.0.113.1/32"), 0, "bench"); err != nil {
@@ -96,6 +97,7 @@ func BenchmarkLongPoll5000Agents(b *testing.B) {
 		}
 		wg.Wait()
 		b.StopTimer()
+		serverCPU, selfCPU = cpuOf(d.cmd.Process.Pid)-serverCPU, cpuOf(os.Getpid())-selfCPU
 		close(errs)
 		for err := range errs {
 			b.Fatalf("agent: %v", err)
@@ -109,8 +111,29 @@ func BenchmarkLongPoll5000Agents(b *testing.B) {
 		b.ReportMetric(float64(last.Sub(start).Milliseconds()), "ms-to-all")
 		b.ReportMetric(serverRSS/(1<<20), "MB-RSS-blocklistd")
 		b.ReportMetric(selfRSS/(1<<20), "MB-RSS-agents")
+		b.ReportMetric(float64(serverCPU.Milliseconds()), "cpu-ms-blocklistd")
+		b.ReportMetric(float64(selfCPU.Milliseconds()), "cpu-ms-agents")
 		cancel()
 	}
+}
+
+// cpuOf is the user+system CPU time a process has used, from
+// /proc/PID/stat (in clock ticks of 10 ms); timings on a shared machine
+// depend on the neighbours, CPU time much less.
+func cpuOf(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	rest := string(data[strings.LastIndexByte(string(data), ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func rssOf(pid int) float64 {
@@ -247,9 +270,11 @@ func BenchmarkFullSyncMillion(b *testing.B) {
 		h.srv.eng.mu.Unlock()
 		c := h.client("agent", RoleAgent)
 		b.StartTimer()
+		cpu0 := cpuOf(os.Getpid())
 		start := time.Now()
 		u, err := c.Sync(context.Background(), 0, time.Second)
 		first := time.Since(start)
+		firstCPU := cpuOf(os.Getpid()) - cpu0
 		if err != nil || len(u.Entries) != 1_000_000 {
 			b.Fatalf("sync: %d entries, %v", len(u.Entries), err)
 		}
@@ -263,6 +288,7 @@ func BenchmarkFullSyncMillion(b *testing.B) {
 		b.ReportMetric(float64(len(data))/1e6, "MB-wire")
 		b.ReportMetric(float64(first.Milliseconds()), "ms-first-agent")
 		b.ReportMetric(float64(second.Milliseconds()), "ms-cached")
+		b.ReportMetric(float64(firstCPU.Milliseconds()), "cpu-ms-first-agent")
 		h.stop()
 	}
 }
