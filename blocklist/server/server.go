@@ -801,6 +801,11 @@ func (s *Server) handleAllow(w http.ResponseWriter, r *http.Request, c caller) {
 	if !ok {
 		return
 	}
+	if s.tooBroad(p) {
+		// An allow entry this wide would silently switch the blocklist off.
+		s.refuse(w, r, c.name, http.StatusBadRequest, fmt.Sprintf("allow: %s is broader than the policy allows (/%d for IPv4, /%d for IPv6)", p, s.cfg.Policy.MinBits4, s.cfg.Policy.MinBits6))
+		return
+	}
 	a := store.Allow{Prefix: p, Reason: reason, Created: s.cfg.Now()}
 	if _, err := s.eng.apply(r.Context(), []store.Mutation{{Op: store.PutAllow, Allow: &a}}); err != nil {
 		s.storeFailed(w, "allow", err)

@@ -189,6 +189,7 @@ func TestRejections(t *testing.T) {
 		}, "count 0"},
 		{"ban 0.0.0.0/0", func() error { return admin.Ban(ctx, pfx("0.0.0.0/0"), 0, "") }, "broader than the policy"},
 		{"ban ::/0", func() error { return admin.Ban(ctx, pfx("::/0"), 0, "") }, "broader than the policy"},
+		{"allow 0.0.0.0/0", func() error { return admin.Allow(ctx, pfx("0.0.0.0/0"), "") }, "allow: 0.0.0.0/0 is broader"},
 		{"ban host bits", func() error { return post(h, "admin", RoleAdmin, "/v1/admin/ban", `{"prefix":"10.1.2.3/8"}`) }, "host bits"},
 		{"ban bad ttl", func() error {
 			return post(h, "admin", RoleAdmin, "/v1/admin/ban", `{"prefix":"10.0.0.0/8","ttl":"soon"}`)
