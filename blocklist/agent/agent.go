@@ -281,10 +281,13 @@ func (a *Agent) contact() {
 
 func (a *Agent) failed(err error, failures int) {
 	now := a.clock.Now()
+	reached := !isUnreachable(err)
 	a.metrics.syncErrors.Inc()
-	a.metrics.reachable.Set(0)
+	if !reached {
+		a.metrics.reachable.Set(0)
+	}
 	a.update(func(s *Status) {
-		s.Reachable = !isUnreachable(err)
+		s.Reachable = reached
 		s.Failures = failures
 		s.LastError = err.Error()
 		s.ErrorAt = now
