@@ -15,7 +15,7 @@
 //   - a threshold: Count matches from one address within Window make a
 //     report, after which the address is quiet for one Window.
 //
-// [Run] drives detectors and sends their reports through a [Reporter]
+// [Runner] drives detectors and sends their reports through a [Reporter]
 // (a blocklistd client) from a bounded queue, so a slow or absent server
 // never blocks reading the logs.
 //
