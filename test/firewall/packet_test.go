@@ -26,6 +26,7 @@ func TestPacketPath(t *testing.T) {
 	lbad := testenv.Connect(t, bad, server)
 	lgood := testenv.Connect(t, good, server)
 
+	var dialTimeout func(*testenv.Host, netip.Addr, time.Duration) error
 	var ln net.Listener
 	if err := server.Do(func() (err error) {
 		ln, err = net.Listen("tcp", "[::]:7070")
@@ -44,11 +45,12 @@ func TestPacketPath(t *testing.T) {
 		}
 	}()
 
-	dial := func(from *testenv.Host, to netip.Addr) error {
+	dial := func(from *testenv.Host, to netip.Addr) error { return dialTimeout(from, to, 2*time.Second) }
+	dialTimeout = func(from *testenv.Host, to netip.Addr, timeout time.Duration) error {
 		start := time.Now()
 		defer func() { t.Logf("dial %s took %v", to, time.Since(start)) }()
 		return from.Do(func() error {
-			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(to, 7070).String(), 2*time.Second)
+			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(to, 7070).String(), timeout)
 			if err == nil {
 				c.Close()
 			}
@@ -94,10 +96,12 @@ func TestPacketPath(t *testing.T) {
 		}
 	}
 
-	// With --reject the blocked client hears about it instead of timing out.
+	// With --reject the blocked client hears about it instead of timing
+	// out. The first ICMP error may be rate-limited (IPv6 sends at most one
+	// per second per destination), so allow for SYN retransmissions.
 	run("apply", "--netns", server.Path(), "--reject", "--file", list, "--allow", lgood.A4.String(), "--allow", lgood.A6.String())
 	for _, tg := range targets[:2] {
-		err := dial(tg.from, tg.to)
+		err := dialTimeout(tg.from, tg.to, 10*time.Second)
 		var ne net.Error
 		if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
 			t.Errorf("%s with --reject: %v, want an immediate refusal", tg.name, err)
