@@ -371,3 +371,21 @@ func TestPerReporterRateLimit(t *testing.T) {
 		t.Fatalf("after an hour: %v", err)
 	}
 }
+
+// A long poll outlives the server's header timeout (10s): no read deadline
+// may cut it short (net/http cancels a request whose read deadline passes).
+func TestLongPollOutlivesHeaderTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits 11s")
+	}
+	h := newHarness(t, Config{})
+	agent := &agentView{c: h.client("agent", RoleAgent)}
+	agent.sync(t, time.Second)
+	u, err := agent.c.Sync(context.Background(), agent.version, 11*time.Second)
+	if err != nil {
+		t.Fatalf("11s long poll: %v", err)
+	}
+	if u.Version != agent.version || u.Full {
+		t.Fatalf("idle long poll answered %+v", u)
+	}
+}
