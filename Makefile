@@ -40,11 +40,12 @@ lint: ## gofmt, go vet, staticcheck
 	GOOS=openbsd $(GO) vet $(addprefix ./cmd/,$(CMDS)) ./firewall/... ./pkg/...
 	staticcheck ./...
 
-cross: ## build every binary for OpenBSD and FreeBSD
-	@for os in openbsd freebsd; do for arch in amd64 arm64; do \
-		echo "GOOS=$$os GOARCH=$$arch"; \
-		for c in $(CMDS); do GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -o /dev/null ./cmd/$$c || exit 1; done; \
-	done; done
+cross: ## build every binary for OpenBSD and FreeBSD (amd64) into bin/<os>/
+	@for os in openbsd freebsd; do \
+		echo "GOOS=$$os: $(CMDS)"; \
+		mkdir -p bin/$$os; \
+		GOOS=$$os GOARCH=amd64 $(GO) build -trimpath -o bin/$$os/ $(addprefix ./cmd/,$(CMDS)) || exit 1; \
+	done
 
 clean:
 	rm -rf bin bench.out
