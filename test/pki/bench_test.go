@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampart-sec/rampart/pki/ca"
 	"github.com/rampart-sec/rampart/pki/client"
 	"github.com/rampart-sec/rampart/test/testenv"
 )
@@ -222,4 +223,93 @@ func cpuSeconds() float64 {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// procCPUSeconds reads utime+stime of pid from /proc (clock ticks of 10 ms).
+func procCPUSeconds(b testing.TB, pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100
+}
+
+// BenchmarkIssuanceServerProcess runs `pki serve` (bbolt) as its own
+// process so the CA's CPU time per certificate can be measured apart from
+// the clients': server-certs/cpu-s is how many certificates one fully
+// available core issues.
+func BenchmarkIssuanceServerProcess(b *testing.B) {
+	bin := pkiBinary(b)
+	dir := b.TempDir()
+	port := testenv.FreePort(b)
+	if out, err := exec.Command(bin, "init", "--dir", dir, "--listen", fmt.Sprintf("127.0.0.1:%d", port)).CombinedOutput(); err != nil {
+		b.Fatalf("init: %v\n%s", err, out)
+	}
+	cfg, err := ca.LoadConfig(filepath.Join(dir, ca.ConfigFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fp, _ := cfg.RootFingerprint()
+	prov, err := cfg.LoadProvisioner(fp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := exec.CommandContext(ctx, bin, "serve", "--config", filepath.Join(dir, ca.ConfigFile), "--log-level", "warn")
+	if err := srv.Start(); err != nil {
+		cancel()
+		b.Fatal(err)
+	}
+	defer func() { cancel(); _ = srv.Wait() }()
+	root, err := client.FetchRoot(ctx, cfg.URL, fp)
+	for i := 0; err != nil && i < 100; i++ {
+		time.Sleep(100 * time.Millisecond)
+		root, err = client.FetchRoot(ctx, cfg.URL, fp)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := client.NewCSR(key, "bench.rampart.test", []string{"bench.rampart.test"})
+	const n, clients = 3000, 32
+	for i := 0; i < b.N; i++ {
+		tokens := make(chan string, n)
+		for j := 0; j < n; j++ {
+			tok, err := prov.Token(cfg.URL, client.TokenRequest{Subject: "bench.rampart.test", TTL: time.Hour})
+			if err != nil {
+				b.Fatal(err)
+			}
+			tokens <- tok
+		}
+		close(tokens)
+		var failed atomic.Int64
+		var wg sync.WaitGroup
+		cpu0 := procCPUSeconds(b, srv.Process.Pid)
+		start := time.Now()
+		for w := 0; w < clients; w++ {
+			cl, err := client.New(cfg.URL, poolOf(root))
+			if err != nil {
+				b.Fatal(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer cl.CloseIdleConnections()
+				for tok := range tokens {
+					if _, err := cl.Sign(ctx, csr, tok, 24*time.Hour); err != nil && failed.Add(1) == 1 {
+						b.Error(err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		el := time.Since(start)
+		b.ReportMetric(float64(n)/el.Seconds(), "certs/s")
+		b.ReportMetric(float64(n)/(procCPUSeconds(b, srv.Process.Pid)-cpu0), "server-certs/cpu-s")
+		b.ReportMetric(float64(failed.Load()), "failures")
+	}
 }
