@@ -86,9 +86,17 @@ func (a *account) legoConfig(userAgent string) (*lego.Config, error) {
 	}
 	cfg := lego.NewConfig(a.user)
 	cfg.CADirURL = a.cfg.Directory
-	cfg.HTTPClient = a.client
+	cfg.HTTPClient = a.httpClient()
 	cfg.UserAgent = userAgent
 	return cfg, nil
+}
+
+// httpClient returns a fresh http.Client over the account's transport:
+// lego.NewClient wraps the Transport field of the client it is given in
+// place, so a shared client would be wrapped once per certificate, racily.
+func (a *account) httpClient() *http.Client {
+	c := *a.client
+	return &c
 }
 
 func (a *account) ensureRegistered(userAgent string) (*accountUser, error) {
@@ -116,7 +124,7 @@ func (a *account) ensureRegistered(userAgent string) (*accountUser, error) {
 	}
 	cfg := lego.NewConfig(u)
 	cfg.CADirURL = a.cfg.Directory
-	cfg.HTTPClient = a.client
+	cfg.HTTPClient = a.httpClient()
 	cfg.UserAgent = userAgent
 	client, err := lego.NewClient(cfg)
 	if err != nil {
