@@ -85,7 +85,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(&force, "force", "renew certificate `NAME` even if not due (repeatable)")
 	verbose := fs.Bool("v", false, "log progress (lego's too) to stderr")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseStatus(err)
 	}
 	cfg, err := acme.LoadConfig(*path)
 	if err != nil {
@@ -132,6 +132,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// parseStatus is the exit status for a flag error: 0 for --help.
+func parseStatus(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
+
 func hasCert(cfg *acme.Config, name string) bool {
 	for _, c := range cfg.Certificates {
 		if c.Name == name {
@@ -165,7 +173,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 func cmdList(args []string, stdout, stderr io.Writer) int {
 	fs, path := flags("list", stderr)
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseStatus(err)
 	}
 	cfg, err := acme.LoadConfig(*path)
 	if err != nil {
