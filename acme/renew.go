@@ -386,7 +386,6 @@ func (r *Renewer) client(c *Certificate) (*lego.Client, error) {
 		return nil, err
 	}
 	cfg.Certificate.KeyType, _ = parseKeyType(c.KeyType)
-	cfg.Certificate.Timeout = 90 * time.Second
 	client, err := lego.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("directory %s: %w", acc.cfg.Directory, err)
