@@ -204,6 +204,7 @@ func (r *Renewer) Run(ctx context.Context) (*Summary, error) {
 	now := r.opts.Now()
 	sum := &Summary{Results: make([]Result, len(r.cfg.Certificates))}
 	var jobs []*job
+	hookErrs := make([]error, len(r.cfg.Certificates))
 	for i, c := range r.cfg.Certificates {
 		cs := st.cert(c.Name).clone()
 		leaf, err := leafOf(&c.Output)
@@ -222,8 +223,9 @@ func (r *Renewer) Run(ctx context.Context) (*Summary, error) {
 		if cs.HookPending && !dec.Due {
 			// Hooks that failed last time are retried without the CA.
 			if err := r.runHooks(ctx, c); err != nil {
-				sum.Results[i] = Result{Name: c.Name, Action: Failed, Reason: "deploy hook", Err: err, NotAfter: res.NotAfter}
+				hookErrs[i] = err
 			} else {
+				cs.HookPending = false
 				st.cert(c.Name).HookPending = false
 			}
 		}
@@ -253,6 +255,11 @@ func (r *Renewer) Run(ctx context.Context) (*Summary, error) {
 		})
 	}
 	wg.Wait()
+	for i, err := range hookErrs {
+		if err != nil && sum.Results[i].Action != Failed {
+			sum.Results[i].Action, sum.Results[i].Reason, sum.Results[i].Err = Failed, "retrying deploy hooks", err
+		}
+	}
 	// Drop state of certificates no longer configured.
 	for name := range st.Certificates {
 		if !slices.ContainsFunc(r.cfg.Certificates, func(c *Certificate) bool { return c.Name == name }) {
