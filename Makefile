@@ -13,9 +13,10 @@ BENCH ?= .
 help: ## list targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-build: ## build every binary of cmd/ into ./bin
+build: ## build every binary of cmd/ into ./bin, plus pki-host (the pki client verbs without the CA server)
 	@mkdir -p bin
 	$(GO) build -trimpath -o bin/ $(addprefix ./cmd/,$(CMDS))
+	$(GO) build -trimpath -tags pkiclient -o bin/pki-host ./cmd/pki
 
 deps: ## install the Debian packages and pinned Go tools the tests need
 	test/install.sh
