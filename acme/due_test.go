@@ -10,6 +10,7 @@ import (
 	"github.com/go-acme/lego/v4/certificate"
 
 	"github.com/rampart-sec/rampart/pkg/config"
+	"github.com/rampart-sec/rampart/pkg/pemcert"
 )
 
 func TestDecide(t *testing.T) {
@@ -17,7 +18,7 @@ func TestDecide(t *testing.T) {
 	day := 24 * time.Hour
 	mk := func(issued time.Time, life time.Duration) *x509.Certificate {
 		p := selfSigned(t, issued, life, "a.example.com")
-		certs, err := parseCerts(p.CertPEM)
+		certs, err := pemcert.Parse(p.CertPEM)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/rampart-sec/rampart/pkg/hook"
 	"github.com/rampart-sec/rampart/pkg/metrics"
+	"github.com/rampart-sec/rampart/pkg/pemcert"
 )
 
 // ErrLocked is returned by [Renewer.Run] when another run holds the lock.
@@ -324,7 +325,7 @@ func (r *Renewer) process(ctx context.Context, j *job) Result {
 	if err != nil {
 		return fail("obtain", err)
 	}
-	leafCerts, err := parseCerts(cr.Certificate)
+	leafCerts, err := pemcert.Parse(cr.Certificate)
 	if err != nil {
 		return fail("parse the issued certificate", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rampart-sec/rampart/pkg/atomicfile"
+	"github.com/rampart-sec/rampart/pkg/pemcert"
 )
 
 // Names of the files in every version directory.
@@ -71,32 +71,9 @@ func readCurrent(o *Output) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	certs, err := parseCerts(data)
+	certs, err := pemcert.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(o.CurrentDir(), FileFullChain), err)
-	}
-	return certs, nil
-}
-
-func parseCerts(data []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("no certificate in file")
 	}
 	return certs, nil
 }

@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/rampart-sec/rampart/pkg/pemcert"
 )
 
 // Sentinel errors for refusals a caller branches on. The CA's answer is
@@ -144,7 +146,7 @@ func FetchRoot(ctx context.Context, caURL, fingerprint string) (*x509.Certificat
 		}
 		return nil, fmt.Errorf("fetch root: %w", err)
 	}
-	certs, err := parseCerts([]byte(resp.CA))
+	certs, err := pemcert.Parse([]byte(resp.CA))
 	if err != nil {
 		return nil, fmt.Errorf("fetch root: %w", err)
 	}
@@ -168,7 +170,7 @@ func (s *signResponse) chain() ([]*x509.Certificate, error) {
 	}
 	var chain []*x509.Certificate
 	for _, p := range pems {
-		c, err := parseCerts([]byte(p))
+		c, err := pemcert.Parse([]byte(p))
 		if err != nil {
 			return nil, fmt.Errorf("CA answer: %w", err)
 		}

@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/rampart-sec/rampart/pkg/atomicfile"
+	"github.com/rampart-sec/rampart/pkg/pemcert"
 )
 
 // File names inside a certificate directory.
@@ -102,32 +102,9 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read certificates: %w", err)
 	}
-	certs, err := parseCerts(data)
+	certs, err := pemcert.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("read certificates %s: %w", path, err)
-	}
-	return certs, nil
-}
-
-func parseCerts(data []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("no CERTIFICATE block")
 	}
 	return certs, nil
 }

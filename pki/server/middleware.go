@@ -20,6 +20,7 @@ import (
 
 	apilog "github.com/smallstep/certificates/api/log"
 
+	"github.com/rampart-sec/rampart/pkg/pemcert"
 	"github.com/rampart-sec/rampart/pki/client"
 )
 
@@ -296,7 +297,7 @@ func (s *Server) auditIssued(r *http.Request, route string, reqBody, respBody []
 			Crt string `json:"crt"`
 		}
 		_ = json.Unmarshal(respBody, &resp)
-		certs, err := parsePEMCerts([]byte(resp.Crt))
+		certs, err := pemcert.Parse([]byte(resp.Crt))
 		if err != nil {
 			return
 		}
