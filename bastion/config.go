@@ -110,6 +110,17 @@ type RecordingConfig struct {
 	Dir       string          `yaml:"dir"`
 	UserCAKey string          `yaml:"user_ca_key"`
 	CertTTL   config.Duration `yaml:"cert_ttl"`
+	// RecordInput records keystrokes too (off: they hold passwords typed
+	// at prompts on the target).
+	RecordInput bool `yaml:"record_input"`
+	// Retention prunes old recordings; zero values keep everything.
+	Retention struct {
+		MaxBytes int64           `yaml:"max_bytes"`
+		MaxAge   config.Duration `yaml:"max_age"`
+	} `yaml:"retention"`
+	// OnFailure is "refuse" (default: no session runs unrecorded) or
+	// "allow" (the session runs, the gap is audited).
+	OnFailure string `yaml:"on_failure"`
 }
 
 // Target modes.
@@ -260,6 +271,14 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAuthTries < 0 || c.MaxAuthTries > 100 {
 		return fmt.Errorf("max_auth_tries: %d is out of range 1..100", c.MaxAuthTries)
+	}
+	switch c.Recording.OnFailure {
+	case "", "refuse", "allow":
+	default:
+		return fmt.Errorf("recording.on_failure: %q is neither refuse nor allow", c.Recording.OnFailure)
+	}
+	if c.Recording.Retention.MaxBytes < 0 || c.Recording.Retention.MaxAge < 0 {
+		return errors.New("recording.retention: max_bytes and max_age must not be negative")
 	}
 	for i, k := range c.TrustedUserCAKeys {
 		if _, err := ParseAuthorizedKey(k); err != nil {

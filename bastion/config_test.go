@@ -61,6 +61,8 @@ func TestConfigErrors(t *testing.T) {
 		{"duo without duo", "users: {alice: {keys: [\"" + edKey(t) + "\"], second_factor: duo}}\n", "no duo section"},
 		{"duo fail mode", "duo: {integration_key: a, secret_key_file: b, api_host: c, fail_mode: maybe}\n", "fail_mode"},
 		{"two documents", "listen: ':1'\n---\nlisten: ':2'\n", "more than one YAML document"},
+		{"recording failure policy", "recording: {on_failure: ignore}\n", `recording.on_failure: "ignore"`},
+		{"recording retention", "recording: {retention: {max_bytes: -1}}\n", "must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -130,7 +130,10 @@ func newRecorder(cfg *bastion.Config, srv *bastion.Server, logger *slog.Logger, 
 		return nil, fmt.Errorf("recording: user_ca_key %s: %w", rc.UserCAKey, err)
 	}
 	p, err := recorded.New(recorded.Options{Dir: cfg.Path(rc.Dir), UserCA: ca, CertTTL: time.Duration(rc.CertTTL),
-		Audit: srv.AuditEvent, Logger: logger, Registerer: reg})
+		RecordInput:     rc.RecordInput,
+		Retention:       recorded.Retention{MaxBytes: rc.Retention.MaxBytes, MaxAge: time.Duration(rc.Retention.MaxAge)},
+		OnRecordFailure: recorded.FailurePolicy(rc.OnFailure),
+		Audit:           srv.AuditEvent, Logger: logger, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
