@@ -38,6 +38,12 @@ func TestRecordedInteractiveTmux(t *testing.T) {
 	if len(casts) != 1 {
 		t.Fatalf("recordings: %v", casts)
 	}
+	// The screen can be ready before the writer's first periodic flush;
+	// wait for it (the writer promises one at least every second).
+	recWaitFor(t, "the recording to be flushed", 5*time.Second, func() bool {
+		b, err := os.ReadFile(casts[0])
+		return err == nil && strings.Contains(string(b), "done-marker")
+	})
 	var replayed string
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
