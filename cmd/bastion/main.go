@@ -11,11 +11,9 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/rampart-sec/rampart/internal/cli"
 )
 
 const usage = `usage: bastion <command> [flags]
@@ -33,16 +31,7 @@ Run "bastion <command> --help" for a command's flags.
 `
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		fmt.Fprint(os.Stderr, usage)
-		if len(os.Args) < 2 {
-			os.Exit(2)
-		}
-		return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cmds := map[string]func(context.Context, []string) error{
+	os.Exit(cli.Main("bastion", usage, map[string]cli.Command{
 		"serve":    cmdServe,
 		"user":     cmdUser,
 		"audit":    cmdAudit,
@@ -50,14 +39,5 @@ func main() {
 		"replay":   cmdReplay,
 		"sessions": cmdSessions,
 		"watch":    cmdWatch,
-	}
-	run, ok := cmds[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "bastion: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
-	}
-	if err := run(ctx, os.Args[2:]); err != nil {
-		fmt.Fprintf(os.Stderr, "bastion %s: %v\n", os.Args[1], err)
-		os.Exit(1)
-	}
+	}, os.Args[1:], os.Stderr))
 }

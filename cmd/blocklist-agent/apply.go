@@ -47,13 +47,13 @@ flags:
 	files = append(files, fs.Args()...)
 	if len(files) == 0 {
 		fs.Usage()
-		return usageError{errors.New("no list files: give --file LIST (or - for stdin)")}
+		return usageError(errors.New("no list files: give --file LIST (or - for stdin)"))
 	}
 	policy := firewall.Policy{AllowBroad: *allowBroad}
 	for _, a := range allows {
 		p, err := parsePrefix(a)
 		if err != nil {
-			return usageError{fmt.Errorf("--allow %q: %w", a, err)}
+			return usageError(fmt.Errorf("--allow %q: %w", a, err))
 		}
 		policy.Allow = append(policy.Allow, p)
 	}
@@ -130,7 +130,7 @@ func (bf *backendFlagSet) open() (firewall.Backend, error) {
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {
-		return nil, usageError{err}
+		return nil, usageError(err)
 	}
 	return b, nil
 }
@@ -141,7 +141,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
 		}
-		return usageError{err}
+		return usageError(err)
 	}
 	return nil
 }

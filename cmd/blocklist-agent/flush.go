@@ -27,7 +27,7 @@ flags:
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
-		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+		return usageError(fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
 	b, err := bf.open()
 	if err != nil {

@@ -7,12 +7,10 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
+	"flag"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/rampart-sec/rampart/internal/cli"
 )
 
 const usage = `usage: blocklist-agent <command> [flags]
@@ -27,44 +25,16 @@ Run "blocklist-agent <command> --help" for a command's flags.
 `
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		fmt.Fprint(os.Stderr, usage)
-		if len(os.Args) < 2 {
-			os.Exit(2)
-		}
-		return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cmds := map[string]func(context.Context, []string) error{
+	os.Exit(cli.Main("blocklist-agent", usage, map[string]cli.Command{
 		"apply":  cmdApply,
 		"flush":  cmdFlush,
 		"run":    cmdRun,
 		"status": cmdStatus,
-	}
-	run, ok := cmds[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "blocklist-agent: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
-	}
-	if err := run(ctx, os.Args[2:]); err != nil {
-		if errors.Is(err, errHelp) {
-			return
-		}
-		fmt.Fprintf(os.Stderr, "blocklist-agent %s: %v\n", os.Args[1], err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
+	}, os.Args[1:], os.Stderr))
 }
 
 // errHelp is returned by a verb that printed its --help.
-var errHelp = errors.New("help requested")
+var errHelp = flag.ErrHelp
 
-// usageError is a mistake in the command line: exit status 2.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
+// usageError marks a mistake in the command line: exit status 2.
+func usageError(err error) error { return cli.UsageError{Err: err} }

@@ -34,7 +34,7 @@ flags:
 		return err
 	}
 	if fs.NArg() != 0 {
-		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+		return usageError(fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
 	cfg, err := agent.LoadConfig(*path)
 	if err != nil {

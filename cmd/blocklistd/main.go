@@ -14,11 +14,9 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/rampart-sec/rampart/internal/cli"
 )
 
 const usage = `usage: blocklistd <command> [flags]
@@ -37,30 +35,12 @@ Run "blocklistd <command> --help" for a command's flags.
 `
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		fmt.Fprint(os.Stderr, usage)
-		if len(os.Args) < 2 {
-			os.Exit(2)
-		}
-		return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cmds := map[string]func(context.Context, []string) error{
+	os.Exit(cli.Main("blocklistd", usage, map[string]cli.Command{
 		"serve":     cmdServe,
 		"ban":       cmdBan,
 		"unban":     cmdUnban,
 		"allow":     cmdAllow,
 		"list":      cmdList,
 		"dev-certs": cmdDevCerts,
-	}
-	run, ok := cmds[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "blocklistd: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
-	}
-	if err := run(ctx, os.Args[2:]); err != nil {
-		fmt.Fprintf(os.Stderr, "blocklistd %s: %v\n", os.Args[1], err)
-		os.Exit(1)
-	}
+	}, os.Args[1:], os.Stderr))
 }

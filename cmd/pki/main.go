@@ -10,15 +10,14 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
+
+	"github.com/rampart-sec/rampart/internal/cli"
 )
 
 const usage = `usage: pki <command> [flags]
@@ -40,16 +39,7 @@ Run "pki <command> --help" for a command's flags. The CA commands read
 `
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		fmt.Fprint(os.Stderr, usage)
-		if len(os.Args) < 2 {
-			os.Exit(2)
-		}
-		return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cmds := map[string]func(context.Context, []string) error{
+	os.Exit(cli.Main("pki", usage, map[string]cli.Command{
 		"init":        cmdInit,
 		"serve":       cmdServe,
 		"token":       cmdToken,
@@ -58,19 +48,7 @@ func main() {
 		"revoke":      cmdRevoke,
 		"ssh-sign":    cmdSSHSign,
 		"fingerprint": cmdFingerprint,
-	}
-	run, ok := cmds[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "pki: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
-	}
-	if err := run(ctx, os.Args[2:]); err != nil {
-		if err == flag.ErrHelp {
-			return
-		}
-		fmt.Fprintf(os.Stderr, "pki %s: %v\n", os.Args[1], err)
-		os.Exit(1)
-	}
+	}, os.Args[1:], os.Stderr))
 }
 
 // parse parses flags wherever they appear, returning the positional
