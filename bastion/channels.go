@@ -322,16 +322,30 @@ func (s *Server) directTCPIP(_ *glssh.Server, _ *gossh.ServerConn, nc gossh.NewC
 	s.audit(rec)
 }
 
-var relayBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+// relayBufs hold what one read brings. Client to target, x/crypto's
+// channel hands over everything already buffered (up to the 2 MiB
+// window), so a large buffer turns a bulk jump into fewer, larger writes
+// to the target; the other way the channel cuts writes into 32 KiB
+// packets anyway.
+var (
+	relayBufsIn  = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+	relayBufsOut = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+)
+
+// writerOnly and readerOnly hide ReadFrom and WriteTo: *net.TCPConn has
+// both, and io.CopyBuffer would use them, with a 32 KiB buffer of their
+// own instead of ours.
+type writerOnly struct{ io.Writer }
+type readerOnly struct{ io.Reader }
 
 // relay copies both ways until the target closes or the client goes
 // away; in is client to target, out is target to client.
 func relay(ctx context.Context, ch gossh.Channel, up net.Conn) (in, out int64) {
 	done := make(chan struct{})
 	go func() {
-		buf := relayBufs.Get().(*[]byte)
-		in, _ = io.CopyBuffer(up, ch, *buf)
-		relayBufs.Put(buf)
+		buf := relayBufsIn.Get().(*[]byte)
+		in, _ = io.CopyBuffer(writerOnly{up}, readerOnly{ch}, *buf)
+		relayBufsIn.Put(buf)
 		if tc, ok := up.(interface{ CloseWrite() error }); ok {
 			tc.CloseWrite()
 		}
@@ -339,9 +353,9 @@ func relay(ctx context.Context, ch gossh.Channel, up net.Conn) (in, out int64) {
 	}()
 	stop := context.AfterFunc(ctx, func() { up.Close(); ch.Close() })
 	defer stop()
-	buf := relayBufs.Get().(*[]byte)
-	out, _ = io.CopyBuffer(ch, up, *buf)
-	relayBufs.Put(buf)
+	buf := relayBufsOut.Get().(*[]byte)
+	out, _ = io.CopyBuffer(writerOnly{ch}, readerOnly{up}, *buf)
+	relayBufsOut.Put(buf)
 	ch.CloseWrite()
 	ch.Close()
 	up.Close()

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +37,22 @@ func newFlags(name, usage string) *flag.FlagSet {
 
 const defaultConfig = "/etc/rampart/bastion.yaml"
 
+// serveGCPercent is the garbage collector's target for "bastion serve"
+// when GOGC is not set. x/crypto/ssh copies every incoming packet into a
+// fresh buffer, 32 KiB each during a bulk jump, and the bastion's live
+// heap is small: at the default of 100 the collector ran every few
+// megabytes and the freed pages were handed back to the kernel and
+// faulted in again. A 1 GiB jump cost the bastion 4.1 CPU seconds at 100
+// and 2.2 at 400 (BenchmarkJumpThroughput); 500 idle jumps cost 127 KB
+// of RSS each instead of 105 (BenchmarkIdleJumpSessions).
+const serveGCPercent = 400
+
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(serveGCPercent)
+	}
+}
+
 func cmdServe(ctx context.Context, args []string) error {
 	fs := newFlags("serve", "serve --config FILE")
 	cfgPath := fs.String("config", defaultConfig, "bastion.yaml")
@@ -48,6 +65,7 @@ func cmdServe(ctx context.Context, args []string) error {
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	tuneGC()
 	cfg, err := bastion.LoadConfig(*cfgPath)
 	if err != nil {
 		return err
