@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,6 +39,14 @@ type bstSetup struct {
 	Users   []*bstUser
 	Targets string // YAML for the targets: list
 	Extra   string // more top-level YAML
+	// Process runs the real "bastion serve" binary instead of a server
+	// in this process (benchmarks: its CPU and memory are then its own,
+	// with the settings cmd/bastion makes).
+	Process bool
+	// JumpHost starts a second sshd, "jumphost" in the ssh config: the
+	// reference jump host for benchmarks, whose own CPU time is then
+	// measurable apart from the target's.
+	JumpHost bool
 }
 
 // bstWorld is a bastion (in this process) in front of a real sshd, and
@@ -47,12 +56,14 @@ type bstWorld struct {
 	Dir        string
 	Addr       string // bastion host:port
 	Target     *testenv.SSHD
-	TargetUser string // login on the target
-	KeyPath    string // the users' private key (also authorized on the target)
+	JumpHost   *testenv.SSHD // with bstSetup.JumpHost
+	TargetUser string        // login on the target
+	KeyPath    string        // the users' private key (also authorized on the target)
 	Key        gossh.Signer
 	SSHConfig  string
 	AuditPath  string
-	Server     *bastion.Server
+	Server     *bastion.Server // nil with bstSetup.Process
+	Pid        int             // the bastion's process with bstSetup.Process
 	users      map[string]*bstUser
 }
 
@@ -97,6 +108,9 @@ func bstNewWorld(t testing.TB, setup bstSetup) *bstWorld {
 	w.Key = bstKey(t, w.KeyPath)
 	w.TargetUser = testenv.SSHUser(t)
 	w.Target = testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []gossh.PublicKey{w.Key.PublicKey()}})
+	if setup.JumpHost {
+		w.JumpHost = testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []gossh.PublicKey{w.Key.PublicKey()}})
+	}
 
 	targets := setup.Targets
 	if targets == "" {
@@ -119,10 +133,16 @@ func bstNewWorld(t testing.TB, setup bstSetup) *bstWorld {
 		fmt.Fprintf(&users, "    targets: [%s]\n", quoteAll(ts))
 	}
 	w.AuditPath = filepath.Join(dir, "state", "audit.jsonl")
+	listen := ""
+	if setup.Process {
+		w.Addr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+		listen = "listen: " + w.Addr
+	}
 	cfg := fmt.Sprintf(`# test bastion
 state_dir: state
 users_dir: users.d
 login_grace_time: 60s
+%s
 brute_force:
   source_threshold: 10000
   user_threshold: 10000
@@ -134,7 +154,7 @@ targets:
 users:
 %s
 %s
-`, targets, users.String(), setup.Extra)
+`, listen, targets, users.String(), setup.Extra)
 	cfgPath := filepath.Join(dir, "bastion.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -155,27 +175,24 @@ users:
 			}
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, closeAudit, err := bastion.Setup(ctx, c, bastion.Deps{Logger: logger})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
+	if setup.Process {
+		w.startProcess(cfgPath)
+	} else {
+		w.startInProcess(c)
 	}
-	w.Server = srv
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Addr = ln.Addr().String()
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; closeAudit() })
 
 	host, port, _ := net.SplitHostPort(w.Addr)
 	thost, tport, _ := net.SplitHostPort(w.Target.Addr)
 	knownHosts := filepath.Join(dir, "known_hosts")
-	os.WriteFile(knownHosts, []byte(fmt.Sprintf("[%s]:%s %s", thost, tport, gossh.MarshalAuthorizedKey(w.Target.HostKey))), 0o644)
+	known := fmt.Sprintf("[%s]:%s %s", thost, tport, gossh.MarshalAuthorizedKey(w.Target.HostKey))
+	jumpHostCfg := ""
+	if w.JumpHost != nil {
+		jhost, jport, _ := net.SplitHostPort(w.JumpHost.Addr)
+		known += fmt.Sprintf("[%s]:%s %s", jhost, jport, gossh.MarshalAuthorizedKey(w.JumpHost.HostKey))
+		jumpHostCfg = fmt.Sprintf("Host jumphost\n  HostName %s\n  Port %s\n  User %s\n  UserKnownHostsFile %s\n  StrictHostKeyChecking yes\n",
+			jhost, jport, w.TargetUser, knownHosts)
+	}
+	os.WriteFile(knownHosts, []byte(known), 0o644)
 	w.SSHConfig = filepath.Join(dir, "ssh_config")
 	sshCfg := fmt.Sprintf(`Host bastion
   HostName %s
@@ -193,20 +210,79 @@ Host target
   User %s
   UserKnownHostsFile %s
   StrictHostKeyChecking yes
-Host *
+%sHost *
   IdentityFile %s
   IdentitiesOnly yes
   BatchMode no
   NumberOfPasswordPrompts 1
   LogLevel ERROR
   ConnectTimeout 20
-`, host, port, thost, tport, w.TargetUser, knownHosts, w.KeyPath)
+`, host, port, thost, tport, w.TargetUser, knownHosts, jumpHostCfg, w.KeyPath)
 	if err := os.WriteFile(w.SSHConfig, []byte(sshCfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	askpass := filepath.Join(dir, "askpass")
 	os.WriteFile(askpass, []byte("#!/bin/sh\nprintf '%s\\n' \"$*\" >> \"$BST_ASKPASS_LOG\"\ncat \"$BST_ANSWER\"\n"), 0o755)
 	return w
+}
+
+// startInProcess serves the bastion from this process.
+func (w *bstWorld) startInProcess(c *bastion.Config) {
+	ctx, cancel := context.WithCancel(context.Background())
+	logger := slog.New(slog.NewTextHandler(testWriter{w.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, closeAudit, err := bastion.Setup(ctx, c, bastion.Deps{Logger: logger})
+	if err != nil {
+		cancel()
+		w.t.Fatal(err)
+	}
+	w.Server = srv
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.Addr = ln.Addr().String()
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx, ln); close(done) }()
+	w.t.Cleanup(func() { cancel(); <-done; closeAudit() })
+}
+
+// startProcess runs "bastion serve" built from cmd/bastion.
+func (w *bstWorld) startProcess(cfgPath string) {
+	bin := filepath.Join(w.Dir, "bastion")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/bastion").CombinedOutput(); err != nil {
+		w.t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	cmd.Dir = w.Dir
+	logf, err := os.Create(filepath.Join(w.Dir, "bastion.log"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	w.Pid = cmd.Process.Pid
+	w.t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		logf.Close()
+		if w.t.Failed() {
+			out, _ := os.ReadFile(logf.Name())
+			w.t.Logf("bastion log:\n%s", out)
+		}
+	})
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", w.Addr); err == nil {
+			c.Close()
+			return
+		}
+		if i > 400 {
+			out, _ := os.ReadFile(logf.Name())
+			w.t.Fatalf("bastion serve did not start listening on %s:\n%s", w.Addr, out)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
 }
 
 func quoteAll(ss []string) string {

@@ -53,6 +53,9 @@ type SSHD struct {
 	LogPath string          // sshd -E output
 	// AuthorizedKeysFile may be appended to while sshd runs.
 	AuthorizedKeysFile string
+	// Pid is the listening sshd (without Host); the per-connection processes are its
+	// children, so their CPU time joins its own once they are reaped.
+	Pid int
 }
 
 // StartSSHD starts /usr/sbin/sshd -D -e in the foreground with a generated
@@ -185,6 +188,7 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("testenv: start sshd: %v", err)
 	}
+	s.Pid = cmd.Process.Pid
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
