@@ -153,8 +153,13 @@ func BenchmarkJumpThroughput(b *testing.B) {
 	b.ReportMetric(mib/sw.Seconds(), "sshd-jump-MiB/s")
 	b.ReportMetric(100*dw.Seconds()/bw.Seconds(), "bastion-%-of-direct")
 	b.ReportMetric(100*dw.Seconds()/sw.Seconds(), "sshd-jump-%-of-direct")
-	b.ReportMetric(med(bastion, func(s sample) time.Duration { return s.bastionCPU }).Seconds()/gib, "bastion-process-CPU-s/GiB")
-	b.ReportMetric(med(sshdJump, func(s sample) time.Duration { return s.jumpHostCPU }).Seconds()/gib, "sshd-jump-process-CPU-s/GiB")
+	bcpu := med(bastion, func(s sample) time.Duration { return s.bastionCPU }).Seconds() / gib
+	jcpu := med(sshdJump, func(s sample) time.Duration { return s.jumpHostCPU }).Seconds() / gib
+	b.ReportMetric(bcpu, "bastion-process-CPU-s/GiB")
+	b.ReportMetric(jcpu, "sshd-jump-process-CPU-s/GiB")
+	// What one core of a bastion host of its own could relay: a jump
+	// host is not the bottleneck where this exceeds direct-MiB/s.
+	b.ReportMetric(1024/bcpu, "bastion-MiB/s-per-core")
 	b.ReportMetric(med(direct, mcpu).Seconds()/gib, "machine-CPU-s/GiB-direct")
 	b.ReportMetric(med(bastion, mcpu).Seconds()/gib, "machine-CPU-s/GiB-bastion")
 	b.ReportMetric(med(sshdJump, mcpu).Seconds()/gib, "machine-CPU-s/GiB-sshd-jump")
