@@ -354,7 +354,7 @@ func relay(ctx context.Context, ch gossh.Channel, up net.Conn) (in, out int64) {
 	stop := context.AfterFunc(ctx, func() { up.Close(); ch.Close() })
 	defer stop()
 	buf := relayBufsOut.Get().(*[]byte)
-	out, _ = io.CopyBuffer(writerOnly{ch}, readerOnly{up}, *buf)
+	out, _ = io.CopyBuffer(writerOnly{ch}, readerOnly{quickAck(up)}, *buf)
 	relayBufsOut.Put(buf)
 	ch.CloseWrite()
 	ch.Close()
