@@ -404,7 +404,10 @@ func (r *Renewer) client(c *Certificate) (*lego.Client, error) {
 		err = client.Challenge.SetHTTP01Provider(r.solvers.httpProvider(listenAddr(ch.HTTP01.Address, ch.HTTP01.Port)))
 	case ch.Webroot != nil:
 		var p *webroot.HTTPProvider
-		if p, err = webroot.NewHTTPProvider(ch.Webroot.Path); err == nil {
+		if p, err = webroot.NewHTTPProvider(ch.Webroot.Path); err != nil {
+			// lego's message does not say which directory.
+			err = fmt.Errorf("webroot %s: %w", ch.Webroot.Path, err)
+		} else {
 			err = client.Challenge.SetHTTP01Provider(p)
 		}
 	case ch.TLSALPN01 != nil:
