@@ -642,10 +642,12 @@ func rejectLabel(code int) string {
 // countReport records the events and bans key when the fleet-wide count
 // reaches the threshold.
 func (s *Server) countReport(ctx context.Context, key netip.Prefix, count int, reporter, reason string) (string, error) {
-	s.reportMu.Lock()
-	defer s.reportMu.Unlock()
 	now := s.cfg.Now()
 	p := s.cfg.Policy
+	// Counting is a durable write; outside reportMu, concurrent reports
+	// share the store's commits. Only the ban is one at a time: of reports
+	// crossing the threshold together, the first to take reportMu bans and
+	// the others find its decision (apply publishes it before returning).
 	total, err := s.st.CountReport(ctx, key, count, now, p.Window)
 	if err != nil {
 		return "", err
@@ -653,6 +655,8 @@ func (s *Server) countReport(ctx context.Context, key netip.Prefix, count int, r
 	if total < p.Threshold {
 		return "counted", nil
 	}
+	s.reportMu.Lock()
+	defer s.reportMu.Unlock()
 	s.eng.mu.RLock()
 	cur, banned := s.eng.decisions[decKey{key, SourceReport}]
 	off := s.eng.offenders[key]

@@ -1,6 +1,11 @@
 // Package boltstore is blocklistd's embedded store: one bbolt file, one
-// process. Report counts for thresholds live in memory (a restart forgets
-// reports that have not yet become decisions; decisions are durable).
+// process.
+//
+// Everything is durable: decisions, allowlist, offenders and the change log,
+// and the report counts behind the fleet threshold. [Store.CountReport]
+// returns only once its report is committed and synced to disk, so a crash
+// or restart of blocklistd forgets no report; concurrent reports share one
+// commit (see [Store.CountReport] for how counts are stored and bounded).
 package boltstore
 
 import (
@@ -8,9 +13,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rampart-sec/rampart/blocklist/store"
@@ -23,6 +26,7 @@ var (
 	bOffenders = []byte("offenders")
 	bChanges   = []byte("changes")
 	bMeta      = []byte("meta")
+	bReports   = []byte("reports")
 	kSeq       = []byte("seq")
 )
 
@@ -38,13 +42,8 @@ type Store struct {
 	db     *bolt.DB
 	retain uint64
 
-	mu      sync.Mutex
-	reports map[netip.Prefix][]event
-}
-
-type event struct {
-	at    time.Time
-	count int
+	reports   reportQueue
+	sweepFrom []byte // the report key the next sweep starts at; only the committer touches it
 }
 
 // Open opens or creates the database at path. It fails at once, rather
@@ -55,7 +54,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bDecisions, bAllow, bOffenders, bChanges, bMeta} {
+		for _, b := range [][]byte{bDecisions, bAllow, bOffenders, bChanges, bMeta, bReports} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -66,14 +65,20 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: %s: %w", path, err)
 	}
-	return &Store{db: db, retain: DefaultRetain, reports: map[netip.Prefix][]event{}}, nil
+	s := &Store{db: db, retain: DefaultRetain}
+	s.reports.start(s.countBatch)
+	return s, nil
 }
 
 // SetRetain changes how many changes the log keeps (for tests).
 func (s *Store) SetRetain(n uint64) { s.retain = n }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close commits the reports already handed to CountReport, then closes
+// the file.
+func (s *Store) Close() error {
+	s.reports.stop()
+	return s.db.Close()
+}
 
 // Notify returns nil: nobody else writes this file.
 func (s *Store) Notify() <-chan struct{} { return nil }
@@ -279,28 +284,4 @@ func (s *Store) Changes(ctx context.Context, after uint64, limit int) ([]store.C
 		return nil, fmt.Errorf("boltstore: changes after %d: %w", after, err)
 	}
 	return out, nil
-}
-
-// CountReport implements store.Store, in memory.
-func (s *Store) CountReport(ctx context.Context, key netip.Prefix, count int, at time.Time, window time.Duration) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	evs := append(s.reports[key], event{at: at, count: count})
-	total := 0
-	kept := evs[:0]
-	for _, e := range evs {
-		if e.at.After(at.Add(-window)) {
-			kept = append(kept, e)
-			total += e.count
-		}
-	}
-	s.reports[key] = kept
-	if len(s.reports) > 100_000 {
-		for k, evs := range s.reports {
-			if len(evs) == 0 || evs[len(evs)-1].at.Before(at.Add(-24*time.Hour)) {
-				delete(s.reports, k)
-			}
-		}
-	}
-	return total, nil
 }
