@@ -32,6 +32,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Compaction", testCompaction},
 		{"ConcurrentWritersNoGaps", testConcurrent},
 		{"CountReport", testCountReport},
+		{"CountReportWindowEdge", testCountReportWindowEdge},
+		{"CountReportConcurrent", testCountReportConcurrent},
 		{"MixedBatchInOrder", testMixedBatch},
 		{"LargeBatch", testLargeBatch},
 	}
@@ -246,6 +248,64 @@ func testCountReport(t *testing.T, s store.Store) {
 		if got != st.want {
 			t.Errorf("step %d: total %d, want %d", i, got, st.want)
 		}
+	}
+}
+
+// The window is (at-window, at]: an event exactly window old no longer
+// counts.
+func testCountReportWindowEdge(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k := netip.MustParsePrefix("203.0.113.10/32")
+	w := 10 * time.Minute
+	if _, err := s.CountReport(ctx, k, 3, t0, w); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []struct {
+		at   time.Time
+		want int
+	}{
+		{t0.Add(w - time.Millisecond), 3},
+		{t0.Add(w), 0},
+	} {
+		got, err := s.CountReport(ctx, k, 0, st.at, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != st.want {
+			t.Errorf("at t0+%s: total %d, want %d", st.at.Sub(t0), got, st.want)
+		}
+	}
+}
+
+// Concurrent reports of one key are each counted once.
+func testCountReportConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k := netip.MustParsePrefix("2001:db8:7::/64")
+	const callers, each = 8, 10
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				total, err := s.CountReport(ctx, k, 1, t0.Add(time.Duration(c*each+i)*time.Millisecond), time.Hour)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if total < 1 || total > callers*each {
+					t.Errorf("a report returned total %d, want 1..%d", total, callers*each)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := s.CountReport(ctx, k, 0, t0.Add(time.Second), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != callers*each {
+		t.Fatalf("after %d concurrent reports: total %d", callers*each, got)
 	}
 }
 
