@@ -48,6 +48,10 @@ func (e *APIError) Unwrap() error {
 	switch {
 	case strings.Contains(m, "already used"):
 		return ErrTokenUsed
+	case strings.Contains(m, "renewal after expiry is not allowed"), strings.Contains(m, "certificate expired on"):
+		// pki's explanation, or step-ca's own wording, of a renewal
+		// refused because the certificate expired: not a token problem.
+		return ErrExpired
 	case strings.Contains(m, "expired"):
 		return ErrTokenExpired
 	case strings.Contains(m, "not valid for the requested names"):

@@ -70,6 +70,10 @@ func TestAPIErrorUnwrap(t *testing.T) {
 		{401, "certificate revoked: renewal refused", ErrRevoked},
 		{401, "The request lacked necessary authorization", ErrUnauthorized},
 		{500, "boom", nil},
+		// A renewal refused because the certificate expired is not an
+		// expired token: pki's wording, then step-ca's own.
+		{401, "certificate expired and renewal after expiry is not allowed: join again with a fresh token", ErrExpired},
+		{401, "The request lacked necessary authorization to be completed: certificate expired on 2026-11-21 05:02:53 +0000 UTC", ErrExpired},
 	} {
 		err := error(&APIError{Status: tc.status, Message: tc.msg, Path: "/1.0/sign"})
 		if tc.want == nil {
@@ -80,6 +84,9 @@ func TestAPIErrorUnwrap(t *testing.T) {
 		}
 		if !errors.Is(err, tc.want) {
 			t.Errorf("%d %q: not %v", tc.status, tc.msg, tc.want)
+		}
+		if tc.want == ErrExpired && errors.Is(err, ErrTokenExpired) {
+			t.Errorf("%q: reported as an expired token", tc.msg)
 		}
 	}
 	_ = http.StatusOK
