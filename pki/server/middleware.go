@@ -16,6 +16,7 @@ import (
 
 	"github.com/smallstep/certificates/authority"
 	"github.com/smallstep/certificates/db"
+	"go.step.sm/crypto/jose"
 	"golang.org/x/crypto/ssh"
 
 	apilog "github.com/smallstep/certificates/api/log"
@@ -102,6 +103,7 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 			rec.status = http.StatusOK
 		}
 		if rec.status >= 400 {
+			rec.status = refusalStatus(rec.status, rec.err)
 			msg := explain(rec.err, rec.body.Bytes())
 			s.logRefusal(r, route, rec.status, msg, rec.err)
 			if msg != "" {
@@ -179,10 +181,26 @@ func explain(err error, body []byte) string {
 		return "malformed token"
 	case strings.Contains(l, "error in cryptographic primitive"):
 		return "token signature invalid"
-	case strings.Contains(l, "renew is disabled"), strings.Contains(l, "renewal after expiry"), strings.Contains(l, "is expired"):
+	case strings.Contains(l, "renew is disabled"), strings.Contains(l, "renewal after expiry"), strings.Contains(l, "is expired"),
+		strings.Contains(l, "certificate expired on"): // step's DefaultAuthorizeRenew
 		return "certificate expired and renewal after expiry is not allowed: join again with a fresh token"
 	}
 	return resp.Message
+}
+
+// refusalStatus turns step-ca's 500 for a renew token that is the
+// requester's own fault (signed by a key other than the certificate's, or
+// minted for another CA) into 401: the CA is fine, and a 500 would page
+// whoever watches it and log at error level for every such attempt.
+func refusalStatus(status int, err error) int {
+	if status != http.StatusInternalServerError || err == nil {
+		return status
+	}
+	l := strings.ToLower(err.Error())
+	if strings.Contains(l, "error in cryptographic primitive") || strings.Contains(l, "invalid audience claim") {
+		return http.StatusUnauthorized
+	}
+	return status
 }
 
 // precheck applies the name policy before step-ca signs anything.
@@ -264,6 +282,27 @@ func provisionerOf(c *x509.Certificate) string {
 	return ""
 }
 
+// renewTokenLeaf returns the certificate in the x5cInsecure header of the
+// renew token a host whose certificate expired authenticates with (step-ca
+// reads it only when the request has no client certificate). It is read
+// without verification, for the audit line of a request step-ca already
+// accepted.
+func renewTokenLeaf(r *http.Request) *x509.Certificate {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return nil
+	}
+	jwt, err := jose.ParseSigned(strings.TrimSpace(tok))
+	if err != nil {
+		return nil
+	}
+	chain, err := jose.GetX5cInsecureHeader(jwt)
+	if err != nil || len(chain) == 0 {
+		return nil
+	}
+	return chain[0]
+}
+
 // auditIssued writes one line per certificate: who asked (address, token
 // or peer certificate), which provisioner authorized it, for which names,
 // with which serial and lifetime.
@@ -288,6 +327,9 @@ func (s *Server) auditIssued(r *http.Request, route string, reqBody, respBody []
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		p := r.TLS.PeerCertificates[0]
 		attrs = append(attrs, "peer", p.Subject.CommonName, "peer_serial", p.SerialNumber.String())
+	} else if p := renewTokenLeaf(r); p != nil && (op == "x509-renew" || op == "x509-rekey") {
+		attrs = append(attrs, "peer", p.Subject.CommonName, "peer_serial", p.SerialNumber.String(),
+			"peer_not_after", p.NotAfter.UTC(), "auth", "renew-token")
 	}
 	switch {
 	case op == "x509-revoke":

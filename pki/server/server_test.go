@@ -22,6 +22,8 @@ func TestExplain(t *testing.T) {
 		{"authority.authorizeRenew: certificate has been revoked", "certificate revoked"},
 		{"jwk.authorizeToken; error parsing jwk token", "malformed token"},
 		{"provisioner not found or invalid audience (x)", "token was minted for another CA URL (aud)"},
+		{"cahandler.Renew: authority.authorizeRenew: The request lacked necessary authorization to be completed: certificate expired on 2026-11-21 05:02:53 +0000 UTC", "certificate expired and renewal after expiry is not allowed"},
+		{"go-jose/go-jose: error in cryptographic primitive", "token signature invalid"},
 	} {
 		if got := explain(errors.New(tc.internal), nil); !strings.HasPrefix(got, tc.want) {
 			t.Errorf("explain(%q) = %q, want prefix %q", tc.internal, got, tc.want)
@@ -29,6 +31,29 @@ func TestExplain(t *testing.T) {
 	}
 	if got := explain(nil, []byte(`{"status":400,"message":"as step said"}`)); got != "as step said" {
 		t.Errorf("fallback %q", got)
+	}
+}
+
+func TestRefusalStatus(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		err    string
+		want   int
+	}{
+		// step-ca answers 500 when a renew token is the requester's fault.
+		{500, "go-jose/go-jose: error in cryptographic primitive", 401},
+		{500, "error validating renew token: invalid audience claim (aud)", 401},
+		{500, "database Update error: connection refused", 500},
+		{401, "token already used", 401},
+		{500, "", 500},
+	} {
+		var err error
+		if tc.err != "" {
+			err = errors.New(tc.err)
+		}
+		if got := refusalStatus(tc.status, err); got != tc.want {
+			t.Errorf("refusalStatus(%d, %q) = %d, want %d", tc.status, tc.err, got, tc.want)
+		}
 	}
 }
 

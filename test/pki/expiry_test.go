@@ -412,9 +412,18 @@ func TestRenewAfterExpiry(t *testing.T) {
 				if readFile(t, seenCert) != readFile(t, filepath.Join(dir, client.CertFile)) {
 					t.Error("the hook ran before the new cert.pem was in place")
 				}
-				t.Logf("audit:\n%s", readFile(t, filepath.Join(c.dir, "audit.log")))
-				if audit := readFile(t, filepath.Join(c.dir, "audit.log")); !strings.Contains(audit, `"op":"x509-renew"`) || !strings.Contains(audit, nc.SerialNumber.String()) {
-					t.Errorf("audit log lacks the renewal of %s:\n%s", nc.SerialNumber, audit)
+				// The audit line names the expired certificate it renewed.
+				found := false
+				for _, l := range strings.Split(readFile(t, filepath.Join(c.dir, "audit.log")), "\n") {
+					if strings.Contains(l, `"op":"x509-renew"`) && strings.Contains(l, `"serial":"`+nc.SerialNumber.String()+`"`) {
+						found = true
+						if !strings.Contains(l, `"peer_serial":"`+expired.SerialNumber.String()+`"`) || !strings.Contains(l, `"auth":"renew-token"`) {
+							t.Errorf("audit line does not name the expired certificate %s: %s", expired.SerialNumber, l)
+						}
+					}
+				}
+				if !found {
+					t.Errorf("audit log lacks the renewal of %s", nc.SerialNumber)
 				}
 			})
 
@@ -437,8 +446,8 @@ func TestRenewAfterExpiry(t *testing.T) {
 				before := snapshot(t, dir)
 				out, code := c.pki("renew", "--dir", dir)
 				t.Logf("pki renew (wrong key): exit %d\n%s", code, out)
-				if code != 1 {
-					t.Fatalf("renew token signed by another key: exit %d, want 1", code)
+				if code != 1 || !strings.Contains(out, "with 401: token signature invalid") {
+					t.Fatalf("renew token signed by another key: exit %d, want 1 and a 401", code)
 				}
 				if !reflect.DeepEqual(snapshot(t, dir), before) {
 					t.Error("refused renewal changed the directory")
@@ -463,6 +472,8 @@ func TestRenewAfterExpiry(t *testing.T) {
 				if _, err := os.Stat(seenCert); err == nil {
 					t.Error("hook ran after a refused renewal")
 				}
+				_, err := client.Renew(context.Background(), dir, "", client.FileOptions{})
+				wantErr(t, err, client.ErrRevoked)
 			})
 
 			c.allowRenewalAfterExpiry(false)
@@ -480,6 +491,7 @@ func TestRenewAfterExpiry(t *testing.T) {
 				}
 				for _, want := range []string{
 					"certificate expired at " + expired.NotAfter.UTC().Format(time.RFC3339),
+					"with 401: certificate expired and renewal after expiry is not allowed",
 					"pki token sleepy",
 					"--token-file",
 				} {
@@ -492,6 +504,21 @@ func TestRenewAfterExpiry(t *testing.T) {
 				}
 				if _, err := os.Stat(seenCert); err == nil {
 					t.Error("hook ran after a refused renewal")
+				}
+				_, err := client.Renew(context.Background(), dir, "", client.FileOptions{})
+				wantErr(t, err, client.ErrExpired)
+				if errors.Is(err, client.ErrTokenExpired) {
+					t.Errorf("refused renewal reported as an expired token: %v", err)
+				}
+				if !reflect.DeepEqual(snapshot(t, dir), before) {
+					t.Error("refused renewal (library) changed the directory")
+				}
+				// Back on, the same expired certificate renews: the refusal
+				// was the policy, nothing else.
+				c.allowRenewalAfterExpiry(true)
+				defer c.allowRenewalAfterExpiry(false)
+				if _, err := client.Renew(context.Background(), dir, "", client.FileOptions{}); err != nil {
+					t.Fatalf("same certificate with the option back on: %v", err)
 				}
 			})
 
