@@ -277,10 +277,7 @@ func BenchmarkIdleJumpSessions(b *testing.B) {
 	const n = 500
 	testenv.RequireRoot(b)
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "bastion")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/bastion").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testenv.BuildCommand(b, "bastion")
 	// The idle target: accepts and holds.
 	target, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer target.Close()
@@ -325,16 +322,7 @@ func BenchmarkIdleJumpSessions(b *testing.B) {
 	}
 	defer func() { srv.Process.Kill(); srv.Wait() }()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if i > 200 {
-			b.Fatal("bastion did not start")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	testenv.WaitTCP(b, "bastion serve", addr, 10*time.Second)
 	code, _ := totp.GenerateCode(secret, time.Now())
 	login := func(user string) (*gossh.Client, error) {
 		ki := gossh.KeyboardInteractive(func(_, _ string, q []string, _ []bool) ([]string, error) {

@@ -34,10 +34,7 @@ func (r blocklistReporter) Report(ctx context.Context, a netip.Addr, reason stri
 func TestBruteForceReportedToBlocklistd(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := t.TempDir()
-	bl := filepath.Join(dir, "blocklistd")
-	if out, err := exec.Command("go", "build", "-o", bl, "../../cmd/blocklistd").CombinedOutput(); err != nil {
-		t.Fatalf("go build blocklistd: %v\n%s", err, out)
-	}
+	bl := testenv.BuildCommand(t, "blocklistd")
 	pki := filepath.Join(dir, "pki")
 	if out, err := exec.Command(bl, "dev-certs", "--out", pki).CombinedOutput(); err != nil {
 		t.Fatalf("blocklistd dev-certs: %v\n%s", err, out)
@@ -64,16 +61,7 @@ cli: {url: "https://%[1]s", cert: %[2]s/admin.pem, key: %[2]s/admin-key.pem, ca:
 			t.Logf("blocklistd log:\n%s", b)
 		}
 	})
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if i > 300 {
-			t.Fatal("blocklistd did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitTCP(t, "blocklistd", addr, 10*time.Second)
 
 	caPEM, _ := os.ReadFile(filepath.Join(pki, "ca.pem"))
 	pool := x509.NewCertPool()

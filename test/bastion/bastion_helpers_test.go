@@ -248,11 +248,7 @@ func (w *bstWorld) startInProcess(c *bastion.Config) {
 
 // startProcess runs "bastion serve" built from cmd/bastion.
 func (w *bstWorld) startProcess(cfgPath string) {
-	bin := filepath.Join(w.Dir, "bastion")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/bastion").CombinedOutput(); err != nil {
-		w.t.Fatalf("go build: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	cmd := exec.Command(testenv.BuildCommand(w.t, "bastion"), "serve", "--config", cfgPath)
 	cmd.Dir = w.Dir
 	logf, err := os.Create(filepath.Join(w.Dir, "bastion.log"))
 	if err != nil {
@@ -272,17 +268,7 @@ func (w *bstWorld) startProcess(cfgPath string) {
 			w.t.Logf("bastion log:\n%s", out)
 		}
 	})
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", w.Addr); err == nil {
-			c.Close()
-			return
-		}
-		if i > 400 {
-			out, _ := os.ReadFile(logf.Name())
-			w.t.Fatalf("bastion serve did not start listening on %s:\n%s", w.Addr, out)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	testenv.WaitTCP(w.t, "bastion serve", w.Addr, 10*time.Second)
 }
 
 func quoteAll(ss []string) string {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,10 +26,7 @@ import (
 func TestRecordedSessionThroughServe(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "bastion")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/bastion").CombinedOutput(); err != nil {
-		t.Fatalf("go build bastion: %v\n%s", err, out)
-	}
+	bin := testenv.BuildCommand(t, "bastion")
 	_, caPriv, _ := ed25519.GenerateKey(rand.Reader)
 	ca, _ := gossh.NewSignerFromKey(caPriv)
 	blk, _ := gossh.MarshalPrivateKey(caPriv, "")
@@ -78,16 +74,7 @@ users:
 		}
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if i > 300 {
-			t.Fatal("bastion serve did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitTCP(t, "bastion serve", addr, 10*time.Second)
 
 	code, err := exec.Command(testenv.Binary(t, "oathtool"), "--totp", "-b", secret).Output()
 	if err != nil {

@@ -3,7 +3,6 @@ package bastion_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,10 +26,7 @@ func TestRecordedThroughBastion(t *testing.T) {
 	keys, proxyCfg := recNewKeysWithCA(t)
 	sshd := recStartSSHD(t, keys.userCA, keys.hostCA)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "bastion")
-	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(testenv.ModuleRoot(), "cmd", "bastion")).CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testenv.BuildCommand(t, "bastion")
 	if err := os.WriteFile(filepath.Join(dir, "user_ca"), []byte(proxyCfg.UserCAKey), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -89,13 +85,7 @@ users:
 		}
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	recWaitFor(t, "bastion serve to listen", 30*time.Second, func() bool {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
+	testenv.WaitTCP(t, "bastion serve", addr, 30*time.Second)
 
 	askpass := filepath.Join(dir, "askpass")
 	os.WriteFile(askpass, []byte("#!/bin/sh\nexec "+oathtool+" --totp -b "+secret+"\n"), 0o755)

@@ -19,10 +19,7 @@ import (
 // follows it read-only until it ends, and `bastion replay` plays the file.
 func TestRecordedCLI(t *testing.T) {
 	w := recNewWorld(t, nil)
-	bin := filepath.Join(t.TempDir(), "bastion")
-	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(testenv.ModuleRoot(), "cmd", "bastion")).CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testenv.BuildCommand(t, "bastion")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
