@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-acme/lego/v4/challenge"
+	"github.com/go-acme/lego/v4/providers/dns"
+
 	"github.com/rampart-sec/rampart/acme"
 	"github.com/rampart-sec/rampart/pkg/hook"
 	"github.com/rampart-sec/rampart/test/testenv"
@@ -387,5 +390,72 @@ wait
 	checkPair(t, filepath.Join(links, "slow.key"), filepath.Join(links, "slow.crt"), roots, []string{"slow.example.com"})
 	if !strings.Contains(run.log, "hook timed out") {
 		t.Fatalf("log does not say the hook timed out:\n%s", run.log)
+	}
+}
+
+// acme/README.md: a dns01 certificate's env "is set only while the provider
+// is built, so [it] never reaches hooks". Here another certificate's hook
+// starts exactly while the provider is being built: the DNS provider
+// function waits for that hook before it returns.
+func TestProviderEnvNeverReachesHooks(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, testenv.PebbleOptions{})
+	const secret = "provider-secret-4f1d"
+	envFile := filepath.Join(h.dir, "token")
+	os.WriteFile(envFile, []byte(secret), 0o600)
+	rec := filepath.Join(h.dir, "rec")
+	os.Mkdir(rec, 0o755)
+	cfg := h.loadYAML(h.header("") + fmt.Sprintf(`  - name: web
+    domains: [web.env.example.com]
+    challenge: {http01: {address: 127.0.0.1, port: %d}}
+    deploy_hooks: ['env > %s/web.env']
+  - name: dns
+    domains: [dns.env.example.com]
+    challenge:
+      dns01:
+        provider: httpreq
+        env: {HTTPREQ_ENDPOINT: %q, HTTPREQ_PROPAGATION_TIMEOUT: "20", HTTPREQ_POLLING_INTERVAL: "1", RAMPART_TEST_PROVIDER_SECRET: %q}
+        env_files: {RAMPART_TEST_TOKEN: %q}
+        resolvers: [%q]
+        skip_authoritative_check: true
+    deploy_hooks: ['env > %s/dns.env']
+`, h.p.HTTPPort, rec, h.p.HTTPReqEndpoint, secret, envFile, h.p.DNSAddr, rec))
+
+	webEnv := filepath.Join(rec, "web.env")
+	var overlapped bool
+	provider := func(name string) (challenge.Provider, error) {
+		if os.Getenv("RAMPART_TEST_PROVIDER_SECRET") != secret {
+			return nil, errors.New("the provider's variables are not set while it is built")
+		}
+		// web's issuance takes seconds (lego polls after 5s); this runs
+		// at the start of the run, so web's hook starts while we wait.
+		_, err := os.Stat(webEnv)
+		overlapped = err != nil
+		for deadline := time.Now().Add(time.Minute); err != nil && time.Now().Before(deadline); _, err = os.Stat(webEnv) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		// The hook's shell exists once its redirection made the file: its
+		// environment is fixed.
+		return dns.NewDNSChallengeProviderByName(name)
+	}
+	run := h.runWith(cfg, time.Now(), provider)
+	for _, name := range []string{"web", "dns"} {
+		if r := result(t, run.sum, name); r.Action != acme.Renewed {
+			t.Fatalf("%s: %+v", name, r)
+		}
+	}
+	if !overlapped {
+		t.Fatal("web's hook ran before the dns provider was built; the test proves nothing")
+	}
+	for _, name := range []string{"web.env", "dns.env"} {
+		env, err := os.ReadFile(filepath.Join(rec, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, leak := range []string{secret, "RAMPART_TEST_TOKEN_FILE=" + envFile, "HTTPREQ_ENDPOINT=" + h.p.HTTPReqEndpoint} {
+			if strings.Contains(string(env), leak) {
+				t.Errorf("%s: a hook's environment holds the dns01 provider's %q", name, leak)
+			}
+		}
 	}
 }
