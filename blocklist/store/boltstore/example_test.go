@@ -24,3 +24,17 @@ func ExampleOpen() {
 	}
 	log.Printf("recorded as change %d", ch.Seq)
 }
+
+func ExampleStore_CountReport() {
+	st, err := boltstore.Open("/var/lib/rampart/blocklistd.db")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	// Durable once it returns: a crash right after still counts these 3.
+	total, err := st.CountReport(context.Background(), netip.MustParsePrefix("203.0.113.9/32"), 3, time.Now(), 10*time.Minute)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("%d events in the last 10 minutes", total)
+}

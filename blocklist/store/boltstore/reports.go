@@ -128,9 +128,13 @@ func (q *reportQueue) stop() {
 
 // CountReport implements store.Store. The report is durable when
 // CountReport returns without error: it is committed and synced with every
-// other report that was waiting, in one transaction. Events older than the
-// window are dropped from key as it is written. If ctx ends first,
+// other report that was waiting, in one transaction. If ctx ends first,
 // CountReport returns ctx's error and the report may or may not be counted.
+//
+// Events older than the window are dropped from key as it is written;
+// reports of key within the same second are stored as one event, which may
+// count up to a second past the window; a key not reported for 24 hours
+// (or the window, if longer) is deleted by later commits.
 func (s *Store) CountReport(ctx context.Context, key netip.Prefix, count int, at time.Time, window time.Duration) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("boltstore: count report for %s: %w", key, err)
