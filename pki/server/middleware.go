@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -93,7 +94,7 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		if err := s.precheck(route, body); err != nil {
+		if err := s.precheck(r, route, body); err != nil {
 			s.refuse(w, r, route, start, http.StatusForbidden, err.Error(), err)
 			return
 		}
@@ -203,9 +204,21 @@ func refusalStatus(status int, err error) int {
 	return status
 }
 
-// precheck applies the name policy before step-ca signs anything.
-func (s *Server) precheck(route string, body []byte) error {
+// precheck applies the name policy before step-ca signs anything,
+// renewals included.
+func (s *Server) precheck(r *http.Request, route string, body []byte) error {
 	switch route {
+	case "/renew", "/rekey":
+		old := renewTokenLeaf(r)
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			old = r.TLS.PeerCertificates[0] // what step-ca renews when both are given
+		}
+		if old == nil {
+			return nil // step-ca answers 400
+		}
+		if err := s.policy.checkCert(old); err != nil {
+			return fmt.Errorf("renewal of serial %s: %w", old.SerialNumber, err)
+		}
 	case "/sign":
 		var req struct {
 			CSR string `json:"csr"`

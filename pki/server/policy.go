@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -48,10 +49,22 @@ var errPolicy = errors.New("name policy")
 
 // check validates the SANs of a certificate request.
 func (p *namePolicy) check(csr *x509.CertificateRequest) error {
-	if len(csr.EmailAddresses) > 0 {
-		return fmt.Errorf("%w: e-mail addresses %v are not issued by this CA", errPolicy, csr.EmailAddresses)
+	return p.checkNames(csr.DNSNames, csr.IPAddresses, csr.URIs, csr.EmailAddresses)
+}
+
+// checkCert validates the SANs of a certificate presented for renewal:
+// step-ca copies them into the new certificate without consulting any name
+// policy, so a policy narrowed since the certificate was issued would
+// otherwise never apply to it.
+func (p *namePolicy) checkCert(c *x509.Certificate) error {
+	return p.checkNames(c.DNSNames, c.IPAddresses, c.URIs, c.EmailAddresses)
+}
+
+func (p *namePolicy) checkNames(dnsNames []string, ips []net.IP, uris []*url.URL, emails []string) error {
+	if len(emails) > 0 {
+		return fmt.Errorf("%w: e-mail addresses %v are not issued by this CA", errPolicy, emails)
 	}
-	for _, u := range csr.URIs {
+	for _, u := range uris {
 		s := u.String()
 		role, ok := strings.CutPrefix(s, client.RolePrefix)
 		if !ok {
@@ -64,12 +77,12 @@ func (p *namePolicy) check(csr *x509.CertificateRequest) error {
 	if p.engine == nil {
 		return nil
 	}
-	for _, d := range csr.DNSNames {
+	for _, d := range dnsNames {
 		if err := p.engine.IsDNSAllowed(d); err != nil {
 			return fmt.Errorf("%w: DNS name %q is not allowed", errPolicy, d)
 		}
 	}
-	for _, ip := range csr.IPAddresses {
+	for _, ip := range ips {
 		if err := p.engine.IsIPAllowed(ip); err != nil {
 			return fmt.Errorf("%w: IP address %s is not allowed", errPolicy, ip)
 		}

@@ -4,11 +4,21 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"go.step.sm/crypto/jose"
 
 	"github.com/rampart-sec/rampart/pki/ca"
 	"github.com/rampart-sec/rampart/pki/client"
@@ -124,7 +134,71 @@ func FuzzPrecheck(f *testing.F) {
 	f.Add("/sign", []byte(`{"csr":"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"}`))
 	f.Add("/ssh/sign", []byte(`{"ott":"e30.eyJzdGVwIjp7InNzaCI6eyJjZXJ0VHlwZSI6Imhvc3QiLCJwcmluY2lwYWxzIjpbImEiXX19fQ.x"}`))
 	f.Add("/renew", []byte(`{}`))
+	f.Add("/renew", []byte(`e30.e30.x`))
 	f.Fuzz(func(t *testing.T, route string, body []byte) {
-		_ = s.precheck(route, body)
+		r := httptest.NewRequest(http.MethodPost, "/1.0/renew", nil)
+		r.Header.Set("Authorization", "Bearer "+string(body))
+		_ = s.precheck(r, route, body)
 	})
+}
+
+// TestPrecheckRenew: a renewal is held to today's name policy, whether the
+// old certificate comes over mTLS or in a renew token's x5cInsecure header.
+func TestPrecheckRenew(t *testing.T) {
+	var cfg ca.Config
+	cfg.Policy.DNS = []string{"*.rampart.test"}
+	cfg.Roles = []string{"agent"}
+	p, err := newNamePolicy(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{policy: p}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certFor := func(name string) *x509.Certificate {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := x509.ParseCertificate(der)
+		return c
+	}
+	tokenFor := func(c *x509.Certificate) string {
+		opts := new(jose.SignerOptions).WithType("JWT").WithHeader(jose.HeaderKey(jose.X5cInsecureKey), []string{base64.StdEncoding.EncodeToString(c.Raw)})
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := jose.Signed(signer).Claims(jose.Claims{Subject: c.Subject.CommonName}).CompactSerialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, tc := range []struct {
+		name    string
+		byToken bool
+		ok      bool
+	}{
+		{"web.rampart.test", false, true},
+		{"web.rampart.test", true, true},
+		{"web.example.com", false, false},
+		{"web.example.com", true, false},
+	} {
+		c := certFor(tc.name)
+		r := httptest.NewRequest(http.MethodPost, "/1.0/renew", nil)
+		if tc.byToken {
+			r.Header.Set("Authorization", "Bearer "+tokenFor(c))
+		} else {
+			r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{c}}
+		}
+		err := s.precheck(r, "/renew", []byte(`{}`))
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, errPolicy)) {
+			t.Errorf("%s (token %v): err %v, want ok=%v", tc.name, tc.byToken, err, tc.ok)
+		}
+	}
+	if err := s.precheck(httptest.NewRequest(http.MethodPost, "/1.0/renew", nil), "/renew", nil); err != nil {
+		t.Errorf("renewal without certificate or token: %v (step-ca answers it)", err)
+	}
 }

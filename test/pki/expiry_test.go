@@ -36,8 +36,10 @@ import (
 // expired: a host that slept over a weekend. step-ca verifies a renew
 // token's x5c chain at the leaf's NotAfter minus a minute, so the
 // intermediate must have existed then, as it would have for a real host.
+// The CA is older than a year so that a certificate expired a year ago can
+// be tried too.
 const (
-	caAge        = 72 * time.Hour
+	caAge        = 400 * 24 * time.Hour
 	expiredSince = 26 * time.Hour
 )
 
@@ -149,11 +151,21 @@ func (c *expiryCA) log() string {
 func (c *expiryCA) allowRenewalAfterExpiry(allow bool) {
 	t := c.t
 	t.Helper()
-	y := readFile(t, c.cfgPath)
 	from, to := "allow_renewal_after_expiry: true", "allow_renewal_after_expiry: false"
 	if allow {
 		from, to = to, from
 	}
+	cfg := c.editConfig(from, to)
+	if cfg.Leaf.AllowRenewalAfterExpiry != allow {
+		t.Fatalf("pki.yaml after the edit: allow %v", cfg.Leaf.AllowRenewalAfterExpiry)
+	}
+}
+
+// editConfig replaces from (once in pki.yaml) by to and restarts `pki serve`.
+func (c *expiryCA) editConfig(from, to string) *ca.Config {
+	t := c.t
+	t.Helper()
+	y := readFile(t, c.cfgPath)
 	if strings.Count(y, from) != 1 {
 		t.Fatalf("pki.yaml has no single %q:\n%s", from, y)
 	}
@@ -161,11 +173,12 @@ func (c *expiryCA) allowRenewalAfterExpiry(allow bool) {
 		t.Fatal(err)
 	}
 	cfg, err := ca.LoadConfig(c.cfgPath)
-	if err != nil || cfg.Leaf.AllowRenewalAfterExpiry != allow {
-		t.Fatalf("pki.yaml after the edit: allow %v, err %v", cfg != nil && cfg.Leaf.AllowRenewalAfterExpiry, err)
+	if err != nil {
+		t.Fatal(err)
 	}
 	c.shutdown()
 	c.start()
+	return cfg
 }
 
 // pki runs the binary and returns its combined output and exit status.
@@ -427,6 +440,18 @@ func TestRenewAfterExpiry(t *testing.T) {
 				}
 			})
 
+			t.Run("allowed-has-no-age-limit", func(t *testing.T) {
+				// step-ca's allowRenewalAfterExpiry has no window: a
+				// certificate that expired a year ago renews just the same.
+				dir, orig := c.host("hermit")
+				c.expire(dir, 24*time.Hour+365*24*time.Hour)
+				c.mustPKI("renew", "--dir", dir)
+				nc := certOf(t, filepath.Join(dir, client.CertFile))
+				if time.Now().After(nc.NotAfter) || !sameNames(nc, orig) {
+					t.Fatalf("renewed certificate %v valid until %s", nc.DNSNames, nc.NotAfter)
+				}
+			})
+
 			t.Run("allowed-but-wrong-key-refused", func(t *testing.T) {
 				// Whoever holds only the expired certificate (it is public)
 				// cannot renew it: the token must be signed by its key.
@@ -474,6 +499,28 @@ func TestRenewAfterExpiry(t *testing.T) {
 				}
 				_, err := client.Renew(context.Background(), dir, "", client.FileOptions{})
 				wantErr(t, err, client.ErrRevoked)
+			})
+
+			t.Run("policy-narrowed-refused", func(t *testing.T) {
+				// step-ca copies the old names into the renewed certificate
+				// without any name policy; pki holds renewals, expired or
+				// not, to the policy in force now.
+				expiredDir, _ := c.host("moved")
+				c.expire(expiredDir, 24*time.Hour+expiredSince)
+				validDir, _ := c.host("moved2")
+				const open, narrow = "policy:\n    dns: []\n    ip: []\n", "policy:\n    dns: [\"*.elsewhere.test\", localhost]\n    ip: [127.0.0.0/8]\n"
+				c.editConfig(open, narrow)
+				defer c.editConfig(narrow, open)
+				for _, dir := range []string{expiredDir, validDir} {
+					before := snapshot(t, dir)
+					out, code := c.pki("renew", "--dir", dir, "--force")
+					if code != 1 || !strings.Contains(out, "with 403: renewal of serial") || !strings.Contains(out, `name policy: DNS name "`) {
+						t.Errorf("renewal outside the narrowed policy: exit %d\n%s", code, out)
+					}
+					if !reflect.DeepEqual(snapshot(t, dir), before) {
+						t.Error("refused renewal changed the directory")
+					}
+				}
 			})
 
 			c.allowRenewalAfterExpiry(false)
