@@ -27,8 +27,9 @@ const CAURLFile = "ca.url"
 var ErrExpired = errors.New("certificate expired and the CA refused to renew it")
 
 // Renew renews the certificate in dir once over mTLS (or, if it already
-// expired, with a renew token the CA accepts within its
-// allowRenewalAfterExpiry window) and rewrites cert.pem atomically. The key
+// expired, with a renew token the CA accepts if its allowRenewalAfterExpiry
+// claim is set, however long ago the certificate expired) and rewrites
+// cert.pem atomically. The key
 // stays the same. caURL may be empty to use the one recorded at bootstrap.
 func Renew(ctx context.Context, dir, caURL string, files FileOptions) (*Bundle, error) {
 	r := &Renewer{Dir: dir, CAURL: caURL, Files: files}
@@ -49,8 +50,9 @@ type Renewer struct {
 	HookTimeout time.Duration
 
 	// RecoveryTokenFile, if set, holds a fresh one-time token used to
-	// bootstrap again when the certificate expired and the CA refuses to
-	// renew it (outside allowRenewalAfterExpiry, or that window disabled).
+	// bootstrap again when the CA refuses to renew the certificate (it
+	// expired and the CA's allowRenewalAfterExpiry is off, or it was
+	// revoked).
 	RecoveryTokenFile string
 
 	// Textfile, if set, receives the metrics after every attempt in the
@@ -206,8 +208,8 @@ func (r *Renewer) renew(ctx context.Context) (*Bundle, error) {
 }
 
 // recover handles a certificate the CA will not renew: one that expired
-// while the host slept or the CA was down (outside the CA's
-// allowRenewalAfterExpiry policy), or one that was revoked. With a recovery
+// while the host slept or the CA was down (and the CA's
+// allowRenewalAfterExpiry is off), or one that was revoked. With a recovery
 // token, minted by an operator on the CA, it joins again with a new key;
 // without one it fails loudly.
 func (r *Renewer) recover(ctx context.Context, caURL string, b *Bundle, now time.Time, cause error) (*Bundle, error) {
