@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -387,5 +388,41 @@ func TestLongPollOutlivesHeaderTimeout(t *testing.T) {
 	}
 	if u.Version != agent.version || u.Full {
 		t.Fatalf("idle long poll answered %+v", u)
+	}
+}
+
+// Reports that cross the threshold at the same moment make one ban, one
+// offence: counting happens outside the report lock (so bbolt commits
+// can be shared), the ban decision inside it.
+func TestConcurrentReportsCrossingThresholdBanOnce(t *testing.T) {
+	h := newHarness(t, Config{Policy: Policy{Threshold: 4, Window: 10 * time.Minute, BanTTL: time.Hour, MaxBanTTL: time.Hour}})
+	ctx := context.Background()
+	for round := range 10 {
+		a := netip.AddrFrom4([4]byte{203, 0, 113, byte(10 + round)})
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for i := range 16 {
+			c := h.client(fmt.Sprintf("host-%d-%d", round, i), RoleReporter)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- c.Report(ctx, client.Report{Addr: a, Reason: "sshd", Count: 1})
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		key := netip.PrefixFrom(a, 32)
+		h.srv.eng.mu.RLock()
+		off := h.srv.eng.offenders[key]
+		_, banned := h.srv.eng.decisions[decKey{key, SourceReport}]
+		h.srv.eng.mu.RUnlock()
+		if !banned || off.Bans != 1 {
+			t.Fatalf("round %d: 16 reports at once over a threshold of 4: banned %v, offences %d, want one ban, one offence", round, banned, off.Bans)
+		}
 	}
 }
