@@ -26,11 +26,15 @@ func (r *Renewer) gather(st *State) prometheus.Gatherer {
 		Name: "rampart_acme_consecutive_failures",
 		Help: "Failed attempts since the last success.",
 	}, []string{"name"})
+	hookPending := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "rampart_acme_deploy_hook_pending",
+		Help: "1 while a deploy hook of the certificate on disk has failed and is retried by the next run (the service may still use the old certificate).",
+	}, []string{"name"})
 	lastRun := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "rampart_acme_last_run_timestamp_seconds",
 		Help: "When acme-renew run last finished, as a Unix time.",
 	})
-	reg.MustRegister(expiry, success, failures, lastRun)
+	reg.MustRegister(expiry, success, failures, hookPending, lastRun)
 	for _, c := range r.cfg.Certificates {
 		if leaf, err := leafOf(&c.Output); err == nil && leaf != nil {
 			expiry.WithLabelValues(c.Name).Set(float64(leaf.NotAfter.Unix()))
@@ -42,6 +46,11 @@ func (r *Renewer) gather(st *State) prometheus.Gatherer {
 		}
 		success.WithLabelValues(c.Name).Set(ts)
 		failures.WithLabelValues(c.Name).Set(float64(cs.Failures))
+		pending := 0.0
+		if cs.HookPending {
+			pending = 1
+		}
+		hookPending.WithLabelValues(c.Name).Set(pending)
 	}
 	lastRun.Set(float64(r.opts.Now().Unix()))
 	return reg

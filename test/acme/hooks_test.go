@@ -168,9 +168,10 @@ func TestDeployHooks(t *testing.T) {
     deploy_hooks:
       - '%s %s %s "two words"'
       - '%s %s'
-`, strings.Join(domains, ", "), h.p.HTTPPort, filepath.Join(links, "site.key"), link, record, rec, link, second, rec))
+      - 'echo "third $RAMPART_ACME_NAME" >> %s/order'
+`, strings.Join(domains, ", "), h.p.HTTPPort, filepath.Join(links, "site.key"), link, record, rec, link, second, rec, rec))
 	now := time.Now()
-	wantOrder := "record site\nsecond site\n"
+	wantOrder := "record site\nsecond site\nthird site\n"
 
 	// 1. Issued from nothing: both hooks ran once, in order, and the first
 	// saw the certificate that is on disk, with the documented variables
@@ -242,6 +243,10 @@ func TestDeployHooks(t *testing.T) {
 	if !strings.Contains(run.log, `msg="hook failed"`) || !strings.Contains(run.log, "simulated failure") {
 		t.Fatalf("log lacks the failed hook and its output:\n%s", run.log)
 	}
+	// The failed hook stopped the ones after it.
+	if order, _ := os.ReadFile(filepath.Join(rec, "order")); string(order) != wantOrder+wantOrder+"record site\nsecond site\n" {
+		t.Fatalf("hooks ran as %q", order)
+	}
 	afterFail := checkRecord(t, rec, 3, outDir, link)
 	if fingerprint(afterFail) == fingerprint(renewed) {
 		t.Fatal("the run with the failing hook did not install its new certificate")
@@ -257,6 +262,9 @@ func TestDeployHooks(t *testing.T) {
 	}
 	if !st.Certificates["site"].HookPending {
 		t.Fatal("state does not remember the failed hook")
+	}
+	if got := metric(t, h, `rampart_acme_deploy_hook_pending{name="site"}`); got != 1 {
+		t.Fatalf("rampart_acme_deploy_hook_pending after the failed hook: %v, want 1", got)
 	}
 	if got := metric(t, h, `rampart_acme_certificate_expiry_timestamp_seconds{name="site"}`); got != float64(afterFail.NotAfter.Unix()) {
 		t.Fatalf("expiry metric after the failed hook: %v, want the new certificate's %d", got, afterFail.NotAfter.Unix())
@@ -286,6 +294,9 @@ func TestDeployHooks(t *testing.T) {
 	st, _ = acme.LoadState(cfg.StatePath())
 	if st.Certificates["site"].HookPending {
 		t.Fatal("hook still pending after it succeeded")
+	}
+	if got := metric(t, h, `rampart_acme_deploy_hook_pending{name="site"}`); got != 0 {
+		t.Fatalf("rampart_acme_deploy_hook_pending after the hook succeeded: %v, want 0", got)
 	}
 	run = h.runWith(cfg, now.Add(6*time.Minute), nil)
 	if n := hookCount(t, rec); n != 5 || run.sum.Failed() != 0 {
@@ -397,8 +408,11 @@ wait
 // is built, so [it] never reaches hooks". Here another certificate's hook
 // starts exactly while the provider is being built: the DNS provider
 // function waits for that hook before it returns.
+//
+// Not parallel: lego keeps one DNS resolver list per process, and
+// TestRenewAgainstPebble points it at its own challtestsrv. Sequential tests
+// finish before parallel ones run.
 func TestProviderEnvNeverReachesHooks(t *testing.T) {
-	t.Parallel()
 	h := newHarness(t, testenv.PebbleOptions{})
 	const secret = "provider-secret-4f1d"
 	envFile := filepath.Join(h.dir, "token")

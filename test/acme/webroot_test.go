@@ -25,7 +25,8 @@ import (
 // HTTP-01. It records the challenge paths it answered with 200.
 type webServer struct {
 	mu     sync.Mutex
-	served map[string]int // URL path -> times answered 200
+	served map[string]int   // URL path -> times answered 200
+	modes  [][2]fs.FileMode // of each served token file and its directory
 }
 
 type statusWriter struct {
@@ -50,8 +51,19 @@ func startWebServer(t *testing.T, root string, port int) *webServer {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		files.ServeHTTP(sw, r)
 		if sw.status == http.StatusOK && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
+			// A web server running as another user reads the token through
+			// a world-searchable directory.
+			p := filepath.Join(root, filepath.FromSlash(r.URL.Path))
+			modes := [2]fs.FileMode{}
+			if st, err := os.Stat(p); err == nil {
+				modes[0] = st.Mode().Perm()
+			}
+			if st, err := os.Stat(filepath.Dir(p)); err == nil {
+				modes[1] = st.Mode().Perm()
+			}
 			ws.mu.Lock()
 			ws.served[r.URL.Path]++
+			ws.modes = append(ws.modes, modes)
 			ws.mu.Unlock()
 		}
 	})}
@@ -190,6 +202,16 @@ func TestWebroot(t *testing.T) {
 // still exists under webroot, and returns those paths.
 func (h *harness) checkTokensGone(t *testing.T, ws *webServer, webroot string) []string {
 	t.Helper()
+	ws.mu.Lock()
+	modes := ws.modes
+	ws.modes = nil
+	ws.mu.Unlock()
+	umask := processUmask(t)
+	for _, m := range modes {
+		if want := [2]fs.FileMode{0o644 &^ umask, 0o755 &^ umask}; m != want {
+			t.Fatalf("served a token of mode %v from a directory of mode %v, want %v and %v", m[0], m[1], want[0], want[1])
+		}
+	}
 	served := ws.take()
 	for _, p := range served {
 		if _, err := os.Stat(filepath.Join(webroot, filepath.FromSlash(p))); !errors.Is(err, fs.ErrNotExist) {
@@ -201,4 +223,25 @@ func (h *harness) checkTokensGone(t *testing.T, ws *webServer, webroot string) [
 		t.Fatalf("files left in the challenge directory: %v", left)
 	}
 	return served
+}
+
+// processUmask reads the umask without setting it (other tests run in
+// parallel).
+func processUmask(t *testing.T) fs.FileMode {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return fs.FileMode(m)
+		}
+	}
+	t.Fatal("no Umask in /proc/self/status")
+	return 0
 }
