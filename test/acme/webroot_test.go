@@ -183,6 +183,24 @@ func TestWebroot(t *testing.T) {
 		return
 	}
 
+	// A webroot the web server does not serve: Pebble finds no token, the
+	// certificate fails, and the token written there is removed all the
+	// same.
+	unserved := filepath.Join(h.dir, "not-served")
+	os.Mkdir(unserved, 0o755)
+	before := snapshot(t, filepath.Join(h.dir, "state", "certs"), links)
+	run = h.runWith(config(unserved), now.Add(30*time.Minute), nil, "site")
+	if r := result(t, run.sum, "site"); r.Action != acme.Failed || !strings.Contains(r.Err.Error(), "/.well-known/acme-challenge/") {
+		t.Fatalf("webroot not served: %+v", r)
+	}
+	sameSnapshot(t, "certificate files after a failed validation", before, snapshot(t, filepath.Join(h.dir, "state", "certs"), links))
+	if left, err := os.ReadDir(filepath.Join(unserved, ".well-known", "acme-challenge")); err != nil || len(left) != 0 {
+		t.Fatalf("after a failed validation the challenge directory holds %v (%v), want it empty", left, err)
+	}
+	if served := ws.take(); len(served) != 0 {
+		t.Fatalf("the web server served %v from the other webroot", served)
+	}
+
 	// Writable again (the subtests' cleanups cleared the attribute): the
 	// next forced run renews through the webroot.
 	old := leafFile(t, filepath.Join(links, "site.crt"))
