@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestInit(t *testing.T) {
@@ -52,6 +53,16 @@ func TestInit(t *testing.T) {
 	if p.Key.IsPublic() {
 		t.Error("provisioner key is public")
 	}
+	if !cfg.Leaf.AllowRenewalAfterExpiry || cfg.RenewalAfterExpiryLimit() != DefaultRenewalAfterExpiryMax {
+		t.Errorf("pki init: allow %v, limit %s; want true, 30d", cfg.Leaf.AllowRenewalAfterExpiry, cfg.RenewalAfterExpiryLimit())
+	}
+	y, err := os.ReadFile(res.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(y), "renewal_after_expiry_max: 30d\n") {
+		t.Errorf("pki init does not write the limit explicitly:\n%s", y)
+	}
 	if _, err := Init(dir, InitOptions{}); !errors.Is(err, ErrExists) {
 		t.Errorf("second init: %v, want ErrExists", err)
 	}
@@ -93,13 +104,61 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
+// TestRenewalAfterExpiryMax: absent means 30 days (only used when renewal
+// after expiry is on); an explicit value is kept, days included; 0 or a
+// negative value is an error naming the file, the line and the value.
+func TestRenewalAfterExpiryMax(t *testing.T) {
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		name, yaml string
+		want       time.Duration // RenewalAfterExpiryLimit
+		err        string        // after "<file>:"
+	}{
+		{"absent-on", "leaf:\n  allow_renewal_after_expiry: true\n", 30 * day, ""},
+		{"absent-off", "leaf:\n  allow_renewal_after_expiry: false\n", 0, ""},
+		{"absent-no-leaf", "password_file: pw\n", 0, ""},
+		{"days", "leaf:\n  allow_renewal_after_expiry: true\n  renewal_after_expiry_max: 7d\n", 7 * day, ""},
+		{"days-hours", "leaf:\n  allow_renewal_after_expiry: true\n  renewal_after_expiry_max: 1d12h\n", 36 * time.Hour, ""},
+		{"hours", "leaf:\n  allow_renewal_after_expiry: true\n  renewal_after_expiry_max: 90m\n", 90 * time.Minute, ""},
+		{"set-but-off", "leaf:\n  renewal_after_expiry_max: 7d\n", 0, ""},
+		{"zero", "password_file: pw\nleaf:\n  allow_renewal_after_expiry: true\n  renewal_after_expiry_max: 0\n", 0,
+			`4: leaf.renewal_after_expiry_max "0": must be positive`},
+		{"zero-days", "leaf:\n  renewal_after_expiry_max: 0d\n", 0, `2: leaf.renewal_after_expiry_max "0d": must be positive`},
+		{"negative", "leaf:\n  allow_renewal_after_expiry: true\n\n  renewal_after_expiry_max: -1h\n", 0,
+			`4: leaf.renewal_after_expiry_max "-1h": must be positive`},
+		{"negative-days", "leaf:\n  renewal_after_expiry_max: -30d\n", 0, `2: leaf.renewal_after_expiry_max "-30d": must be positive`},
+		{"garbage", "leaf:\n  renewal_after_expiry_max: forever\n", 0, `2: invalid duration "forever"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "pki.yaml")
+			if err := os.WriteFile(p, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := LoadConfig(p)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), p+":"+tc.err) {
+					t.Fatalf("err %v, want %q", err, p+":"+tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.RenewalAfterExpiryLimit(); got != tc.want {
+				t.Errorf("limit %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
 // The documented example must stay loadable under strict decoding.
 func TestExampleConfigLoads(t *testing.T) {
 	c, err := LoadConfig(filepath.Join("..", "..", "examples", "pki", "pki.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.URL != "https://ca.internal:9443" || c.SSHUserProvisioner.Name != "ssh-users" || len(c.Policy.DNS) != 2 {
+	if c.URL != "https://ca.internal:9443" || c.SSHUserProvisioner.Name != "ssh-users" || len(c.Policy.DNS) != 2 ||
+		c.RenewalAfterExpiryLimit() != DefaultRenewalAfterExpiryMax {
 		t.Errorf("example config: %+v", c)
 	}
 }

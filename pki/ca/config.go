@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/rampart-sec/rampart/pkg/config"
 	"github.com/rampart-sec/rampart/pki/client"
 )
@@ -66,6 +68,11 @@ type Config struct {
 		// (it slept, the CA was down) renew with a token signed by the old
 		// key. Revoked certificates are still refused.
 		AllowRenewalAfterExpiry bool `yaml:"allow_renewal_after_expiry"`
+		// RenewalAfterExpiryMax bounds how long after its NotAfter such a
+		// certificate still renews (default 30d; step-ca itself has no
+		// limit). There is no "unlimited": 0 or a negative value is an
+		// error, and a longer window must be written out.
+		RenewalAfterExpiryMax RenewalWindow `yaml:"renewal_after_expiry_max"`
 	} `yaml:"leaf"`
 
 	SSH struct {
@@ -97,6 +104,62 @@ type Config struct {
 	AuditLog string `yaml:"audit_log"`
 
 	dir string
+}
+
+// DefaultRenewalAfterExpiryMax is leaf.renewal_after_expiry_max when the
+// key is absent: a host that slept through a long weekend or a holiday
+// renews by itself; one gone for longer needs an operator's fresh token.
+const DefaultRenewalAfterExpiryMax = 30 * 24 * time.Hour
+
+// RenewalWindow is leaf.renewal_after_expiry_max: a [config.Duration]
+// ("30d", "720h") that must be above zero. It is a type of its own so that
+// 0 or a negative value is refused with the file, line and value instead
+// of being mistaken for "absent" (the default) or "unlimited".
+type RenewalWindow config.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (w *RenewalWindow) UnmarshalYAML(n *yaml.Node) error {
+	notPositive := fmt.Errorf("line %d: leaf.renewal_after_expiry_max %q: must be positive (there is no unlimited; "+
+		"to refuse every expired certificate set allow_renewal_after_expiry: false)", n.Line, n.Value)
+	if strings.HasPrefix(strings.TrimSpace(n.Value), "-") {
+		return notPositive // before config.Duration, which calls "-1d" merely invalid
+	}
+	var d config.Duration
+	if err := d.UnmarshalYAML(n); err != nil {
+		return err
+	}
+	if d <= 0 {
+		return notPositive
+	}
+	*w = RenewalWindow(d)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler; whole days are written "30d".
+func (w RenewalWindow) MarshalYAML() (any, error) { return w.String(), nil }
+
+// String returns whole days as "30d", anything else in Go's notation.
+func (w RenewalWindow) String() string {
+	d := time.Duration(w)
+	if day := 24 * time.Hour; d > 0 && d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
+	return d.String()
+}
+
+// RenewalAfterExpiryLimit is how long after its NotAfter a certificate may
+// still be renewed: 0 when renewal after expiry is off (step-ca then
+// refuses every expired certificate), otherwise
+// leaf.renewal_after_expiry_max, with the default for a Config built in Go
+// that left it unset (a file cannot: see [RenewalWindow]).
+func (c *Config) RenewalAfterExpiryLimit() time.Duration {
+	if !c.Leaf.AllowRenewalAfterExpiry {
+		return 0
+	}
+	if d := time.Duration(c.Leaf.RenewalAfterExpiryMax); d > 0 {
+		return d
+	}
+	return DefaultRenewalAfterExpiryMax
 }
 
 // LoadConfig reads pki.yaml strictly.
@@ -178,6 +241,9 @@ func (c *Config) setDefaults() error {
 	def(&c.Leaf.Default, 24*time.Hour)
 	def(&c.Leaf.Min, MinLeafLifetime)
 	def(&c.Leaf.Max, 30*24*time.Hour)
+	if c.Leaf.RenewalAfterExpiryMax == 0 {
+		c.Leaf.RenewalAfterExpiryMax = RenewalWindow(DefaultRenewalAfterExpiryMax)
+	}
 	def(&c.SSH.UserDefault, 16*time.Hour)
 	def(&c.SSH.UserMax, 24*time.Hour)
 	def(&c.SSH.HostDefault, 30*24*time.Hour)

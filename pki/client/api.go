@@ -48,9 +48,12 @@ func (e *APIError) Unwrap() error {
 	switch {
 	case strings.Contains(m, "already used"):
 		return ErrTokenUsed
-	case strings.Contains(m, "renewal after expiry is not allowed"), strings.Contains(m, "certificate expired on"):
-		// pki's explanation, or step-ca's own wording, of a renewal
-		// refused because the certificate expired: not a token problem.
+	case strings.Contains(m, "renewal after expiry is not allowed"), strings.Contains(m, "certificate expired on"),
+		strings.Contains(m, "certificate expired too long ago"):
+		// pki's explanations (renewal after expiry off, or the
+		// certificate expired longer ago than the CA allows), or step-ca's
+		// own wording, of a renewal refused because the certificate
+		// expired: not a token problem.
 		return ErrExpired
 	case strings.Contains(m, "expired"):
 		return ErrTokenExpired

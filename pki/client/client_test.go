@@ -74,6 +74,9 @@ func TestAPIErrorUnwrap(t *testing.T) {
 		// expired token: pki's wording, then step-ca's own.
 		{401, "certificate expired and renewal after expiry is not allowed: join again with a fresh token", ErrExpired},
 		{401, "The request lacked necessary authorization to be completed: certificate expired on 2026-11-21 05:02:53 +0000 UTC", ErrExpired},
+		// pki's refusal of a certificate that expired longer ago than
+		// leaf.renewal_after_expiry_max (the wording is pki/server's).
+		{403, "renewal of serial 42: certificate expired too long ago: it expired at 2025-11-21T05:02:53Z (366d2h ago) and this CA renews certificates at most 30d after they expire (leaf.renewal_after_expiry_max); to recover, mint a fresh token on the CA (pki token web1) and run pki renew --token-file FILE", ErrExpired},
 	} {
 		err := error(&APIError{Status: tc.status, Message: tc.msg, Path: "/1.0/sign"})
 		if tc.want == nil {

@@ -28,9 +28,9 @@ var ErrExpired = errors.New("certificate expired and the CA refused to renew it"
 
 // Renew renews the certificate in dir once over mTLS (or, if it already
 // expired, with a renew token the CA accepts if its allowRenewalAfterExpiry
-// claim is set, however long ago the certificate expired) and rewrites
-// cert.pem atomically. The key
-// stays the same. caURL may be empty to use the one recorded at bootstrap.
+// claim is set and, for a Rampart CA, the certificate expired no longer ago
+// than its leaf.renewal_after_expiry_max) and rewrites cert.pem atomically.
+// The key stays the same. caURL may be empty to use the one recorded at bootstrap.
 func Renew(ctx context.Context, dir, caURL string, files FileOptions) (*Bundle, error) {
 	r := &Renewer{Dir: dir, CAURL: caURL, Files: files}
 	return r.renew(ctx)
@@ -51,8 +51,8 @@ type Renewer struct {
 
 	// RecoveryTokenFile, if set, holds a fresh one-time token used to
 	// bootstrap again when the CA refuses to renew the certificate (it
-	// expired and the CA's allowRenewalAfterExpiry is off, or it was
-	// revoked).
+	// expired and the CA's allowRenewalAfterExpiry is off, or it expired
+	// longer ago than the CA allows, or it was revoked).
 	RecoveryTokenFile string
 
 	// Textfile, if set, receives the metrics after every attempt in the

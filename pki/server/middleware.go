@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	apilog "github.com/smallstep/certificates/api/log"
 
 	"github.com/rampart-sec/rampart/pkg/pemcert"
+	"github.com/rampart-sec/rampart/pki/ca"
 	"github.com/rampart-sec/rampart/pki/client"
 )
 
@@ -138,7 +140,13 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, route string, st
 func (s *Server) logRefusal(r *http.Request, route string, status int, msg string, err error) {
 	attrs := []any{"route", route, "status", status, "remote", r.RemoteAddr, "reason", msg}
 	if err != nil {
-		attrs = append(attrs, "err", err.Error())
+		if err.Error() != msg { // pki's own refusals are their message
+			attrs = append(attrs, "err", err.Error())
+		}
+		var detailed interface{ logAttrs() []any }
+		if errors.As(err, &detailed) {
+			attrs = append(attrs, detailed.logAttrs()...)
+		}
 	}
 	level := slog.LevelWarn
 	if status >= 500 {
@@ -204,17 +212,20 @@ func refusalStatus(status int, err error) int {
 	return status
 }
 
-// precheck applies the name policy before step-ca signs anything,
-// renewals included.
+// precheck applies the name policy, and to renewals the limit on how long
+// ago the certificate may have expired, before step-ca signs anything.
 func (s *Server) precheck(r *http.Request, route string, body []byte) error {
 	switch route {
 	case "/renew", "/rekey":
-		old := renewTokenLeaf(r)
+		old, auth := renewTokenLeaf(r), "renew-token"
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-			old = r.TLS.PeerCertificates[0] // what step-ca renews when both are given
+			old, auth = r.TLS.PeerCertificates[0], "mtls" // what step-ca renews when both are given
 		}
 		if old == nil {
-			return nil // step-ca answers 400
+			return nil // step-ca answers 400, or 401 for a token it cannot parse either
+		}
+		if err := s.checkExpiredFor(old, auth); err != nil {
+			return err
 		}
 		if err := s.policy.checkCert(old); err != nil {
 			return fmt.Errorf("renewal of serial %s: %w", old.SerialNumber, err)
@@ -248,6 +259,62 @@ func (s *Server) precheck(r *http.Request, route string, body []byte) error {
 		}
 	}
 	return nil
+}
+
+// errExpiredTooLong refuses the renewal of a certificate that expired
+// longer ago than leaf.renewal_after_expiry_max. step-ca's
+// allowRenewalAfterExpiry has no such limit: without it a certificate
+// expired a year ago, or its stolen key, would renew forever.
+type errExpiredTooLong struct {
+	serial, subject, auth string
+	notAfter              time.Time
+	ago, limit            time.Duration
+}
+
+func (e *errExpiredTooLong) Error() string {
+	return fmt.Sprintf("renewal of serial %s: certificate expired too long ago: it expired at %s (%s ago) and this CA renews "+
+		"certificates at most %s after they expire (leaf.renewal_after_expiry_max); to recover, mint a fresh token on the CA "+
+		"(pki token %s) and run pki renew --token-file FILE",
+		e.serial, e.notAfter.UTC().Format(time.RFC3339), days(e.ago), ca.RenewalWindow(e.limit), e.subject)
+}
+
+// logAttrs adds what the refusal log line needs to be searched by.
+func (e *errExpiredTooLong) logAttrs() []any {
+	return []any{"serial", e.serial, "subject", e.subject, "not_after", e.notAfter.UTC().Format(time.RFC3339),
+		"expired_for", days(e.ago), "renewal_after_expiry_max", ca.RenewalWindow(e.limit).String(), "auth", e.auth}
+}
+
+// checkExpiredFor refuses a certificate that expired longer ago than the
+// configured limit. The certificate in a renew token is not verified yet:
+// that is safe because this check can only refuse, and step-ca renews the
+// very certificate checked here, after verifying it.
+func (s *Server) checkExpiredFor(c *x509.Certificate, auth string) error {
+	if s.renewalAfterExpiryMax <= 0 { // renewal after expiry is off: step-ca refuses every expired certificate
+		return nil
+	}
+	ago := s.clock().Sub(c.NotAfter)
+	if ago <= s.renewalAfterExpiryMax {
+		return nil
+	}
+	return &errExpiredTooLong{serial: c.SerialNumber.String(), subject: c.Subject.CommonName, auth: auth,
+		notAfter: c.NotAfter, ago: ago, limit: s.renewalAfterExpiryMax}
+}
+
+func (s *Server) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
+
+// days writes a long duration as days and hours ("396d2h"), a short one
+// in Go's notation to the second.
+func days(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d < day {
+		return d.Truncate(time.Second).String()
+	}
+	return fmt.Sprintf("%dd%dh", d/day, (d%day)/time.Hour)
 }
 
 func sshTokenRequest(tok string) (string, []string) {
@@ -298,14 +365,16 @@ func provisionerOf(c *x509.Certificate) string {
 // renewTokenLeaf returns the certificate in the x5cInsecure header of the
 // renew token a host whose certificate expired authenticates with (step-ca
 // reads it only when the request has no client certificate). It is read
-// without verification, for the audit line of a request step-ca already
-// accepted.
+// without verification. The token is found exactly as step-ca's
+// getPeerCertificate finds it (after the first "Bearer " anywhere in the
+// header, not only at its start): a header step-ca reads differently would
+// let a renewal past every check made here.
 func renewTokenLeaf(r *http.Request) *x509.Certificate {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
+	parts := strings.SplitN(r.Header.Get("Authorization"), "Bearer ", 2)
+	if len(parts) != 2 {
 		return nil
 	}
-	jwt, err := jose.ParseSigned(strings.TrimSpace(tok))
+	jwt, err := jose.ParseSigned(parts[1])
 	if err != nil {
 		return nil
 	}

@@ -43,7 +43,11 @@ type Server struct {
 	tlsConf *tls.Config
 	m       *serverMetrics
 	policy  *namePolicy
-	store   database.DB // closed here: step's Shutdown skips a store it did not open
+	// renewalAfterExpiryMax is how long after its NotAfter a certificate
+	// still renews; 0 when renewal after expiry is off.
+	renewalAfterExpiryMax time.Duration
+	now                   func() time.Time // nil: time.Now
+	store                 database.DB      // closed here: step's Shutdown skips a store it did not open
 
 	tlsMu   sync.Mutex
 	tlsCert *tls.Certificate
@@ -70,7 +74,7 @@ func New(ctx context.Context, cfg *ca.Config, logger *slog.Logger, reg prometheu
 	if err != nil {
 		return nil, fmt.Errorf("pki serve: policy: %w", err)
 	}
-	s := &Server{cfg: cfg, logger: logger, m: newServerMetrics(reg), policy: pol}
+	s := &Server{cfg: cfg, logger: logger, m: newServerMetrics(reg), policy: pol, renewalAfterExpiryMax: cfg.RenewalAfterExpiryLimit()}
 	opts := []authority.Option{
 		authority.WithPassword(pw),
 		authority.WithSSHHostPassword(pw),

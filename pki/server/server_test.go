@@ -155,27 +155,9 @@ func TestPrecheckRenew(t *testing.T) {
 	s := &Server{policy: p}
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	certFor := func(name string) *x509.Certificate {
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, _ := x509.ParseCertificate(der)
-		return c
+		return testCert(t, key, name, time.Now().Add(-24*time.Hour))
 	}
-	tokenFor := func(c *x509.Certificate) string {
-		opts := new(jose.SignerOptions).WithType("JWT").WithHeader(jose.HeaderKey(jose.X5cInsecureKey), []string{base64.StdEncoding.EncodeToString(c.Raw)})
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok, err := jose.Signed(signer).Claims(jose.Claims{Subject: c.Subject.CommonName}).CompactSerialize()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	tokenFor := func(c *x509.Certificate) string { return renewToken(t, key, c) }
 	for _, tc := range []struct {
 		name    string
 		byToken bool
@@ -200,5 +182,120 @@ func TestPrecheckRenew(t *testing.T) {
 	}
 	if err := s.precheck(httptest.NewRequest(http.MethodPost, "/1.0/renew", nil), "/renew", nil); err != nil {
 		t.Errorf("renewal without certificate or token: %v (step-ca answers it)", err)
+	}
+}
+
+// testCert is a self-signed certificate for name that expired at notAfter.
+func testCert(t *testing.T, key *ecdsa.PrivateKey, name string, notAfter time.Time) *x509.Certificate {
+	t.Helper()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: notAfter.Add(-24 * time.Hour), NotAfter: notAfter}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// renewToken is step's x5cInsecure renew token carrying c, signed by key.
+func renewToken(t *testing.T, key *ecdsa.PrivateKey, c *x509.Certificate) string {
+	t.Helper()
+	opts := new(jose.SignerOptions).WithType("JWT").WithHeader(jose.HeaderKey(jose.X5cInsecureKey), []string{base64.StdEncoding.EncodeToString(c.Raw)})
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jose.Signed(signer).Claims(jose.Claims{Subject: c.Subject.CommonName}).CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestPrecheckRenewalAge: a certificate that expired longer ago than
+// leaf.renewal_after_expiry_max is refused before step-ca sees it, whether
+// it comes over mTLS or in a renew token, and however the token is placed in
+// the Authorization header (step-ca takes whatever follows the first
+// "Bearer "); with renewal after expiry off, step-ca decides alone.
+func TestPrecheckRenewalAge(t *testing.T) {
+	p, err := newNamePolicy(&ca.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	const day = 24 * time.Hour
+	s := &Server{policy: p, renewalAfterExpiryMax: 30 * day, now: func() time.Time { return now }}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	recent := testCert(t, key, "web1.rampart.test", now.Add(-26*time.Hour))
+	edge := testCert(t, key, "edge.rampart.test", now.Add(-30*day))
+	old := testCert(t, key, "hermit.rampart.test", now.Add(-365*day-2*time.Hour))
+	for _, tc := range []struct {
+		name   string
+		cert   *x509.Certificate
+		header string // "" = mTLS; otherwise the Authorization header, %s = token
+		ok     bool
+	}{
+		{"recent-token", recent, "Bearer %s", true},
+		{"recent-mtls", recent, "", true},
+		{"at-the-limit", edge, "Bearer %s", true},
+		{"old-token", old, "Bearer %s", false},
+		{"old-mtls", old, "", false},
+		// step-ca's getPeerCertificate splits on the first "Bearer ".
+		{"old-token-after-other-scheme", old, "Basic Bearer %s", false},
+		{"old-token-glued", old, "xBearer %s", false},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/1.0/renew", nil)
+		if tc.header == "" {
+			r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{tc.cert}}
+		} else {
+			r.Header.Set("Authorization", strings.Replace(tc.header, "%s", renewToken(t, key, tc.cert), 1))
+		}
+		err := s.precheck(r, "/renew", []byte(`{}`))
+		if tc.ok {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		var e *errExpiredTooLong
+		if !errors.As(err, &e) {
+			t.Errorf("%s: err %v, want the age refusal", tc.name, err)
+			continue
+		}
+		for _, want := range []string{
+			"renewal of serial 7: certificate expired too long ago",
+			"it expired at " + tc.cert.NotAfter.UTC().Format(time.RFC3339) + " (365d2h ago)",
+			"at most 30d after they expire (leaf.renewal_after_expiry_max)",
+			"pki token " + tc.cert.Subject.CommonName,
+			"pki renew --token-file FILE",
+		} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: message %q lacks %q", tc.name, err, want)
+			}
+		}
+	}
+	// Off: 0, and step-ca refuses every expired certificate itself.
+	s.renewalAfterExpiryMax = 0
+	r := httptest.NewRequest(http.MethodPost, "/1.0/renew", nil)
+	r.Header.Set("Authorization", "Bearer "+renewToken(t, key, old))
+	if err := s.precheck(r, "/renew", nil); err != nil {
+		t.Errorf("renewal after expiry off: %v, want step-ca to answer", err)
+	}
+}
+
+func TestDays(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		90 * time.Second:               "1m30s",
+		26*time.Hour + time.Minute:     "1d2h",
+		30 * 24 * time.Hour:            "30d0h",
+		366*24*time.Hour + 3*time.Hour: "366d3h",
+	} {
+		if got := days(d); got != want {
+			t.Errorf("days(%s) = %q, want %q", d, got, want)
+		}
 	}
 }

@@ -9,11 +9,16 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"go.step.sm/crypto/jose"
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/rampart-sec/rampart/pki/ca"
@@ -81,6 +87,9 @@ func newExpiryCA(t *testing.T, bin, dsn string) *expiryCA {
 	}
 	if !cfg.Leaf.AllowRenewalAfterExpiry {
 		t.Fatal("pki init did not write allow_renewal_after_expiry: true")
+	}
+	if !strings.Contains(readFile(t, res.ConfigPath), "\n    renewal_after_expiry_max: 30d\n") || cfg.RenewalAfterExpiryLimit() != 30*24*time.Hour {
+		t.Fatalf("pki init did not write renewal_after_expiry_max: 30d (limit %s)", cfg.RenewalAfterExpiryLimit())
 	}
 	pw, err := client.ReadPassword(cfg.Path(cfg.PasswordFile))
 	if err != nil {
@@ -364,9 +373,10 @@ func sameNames(a, b *x509.Certificate) bool {
 // TestRenewAfterExpiry: a host whose certificate expired a day ago (it
 // slept over the weekend) runs the real `pki renew` against the real `pki
 // serve`. With leaf.allow_renewal_after_expiry the CA renews it from a
-// renew token signed by the old key; without it, renewal is refused, the
-// files stay as they were and a recovery token is the way back; a revoked
-// certificate is refused either way.
+// renew token signed by the old key, unless it expired longer ago than
+// leaf.renewal_after_expiry_max; without it, or past that limit, renewal is
+// refused, the files stay as they were and a recovery token is the way
+// back; a revoked certificate is refused either way.
 func TestRenewAfterExpiry(t *testing.T) {
 	bin := pkiBinary(t)
 	for _, st := range stores {
@@ -440,16 +450,67 @@ func TestRenewAfterExpiry(t *testing.T) {
 				}
 			})
 
-			t.Run("allowed-has-no-age-limit", func(t *testing.T) {
-				// step-ca's allowRenewalAfterExpiry has no window: a
-				// certificate that expired a year ago renews just the same.
+			t.Run("allowed-expired-too-long-refused", func(t *testing.T) {
+				// step-ca's allowRenewalAfterExpiry has no window; pki's
+				// leaf.renewal_after_expiry_max (30d as pki init writes
+				// it) refuses a certificate that expired a year ago, and a
+				// recovery token is the way back.
 				dir, orig := c.host("hermit")
-				c.expire(dir, 24*time.Hour+365*24*time.Hour)
-				c.mustPKI("renew", "--dir", dir)
-				nc := certOf(t, filepath.Join(dir, client.CertFile))
-				if time.Now().After(nc.NotAfter) || !sameNames(nc, orig) {
-					t.Fatalf("renewed certificate %v valid until %s", nc.DNSNames, nc.NotAfter)
+				_, expired := c.expire(dir, 24*time.Hour+365*24*time.Hour)
+				c.wantTooOld(dir, expired, "hermit", "30d")
+
+				// The documented recovery: a fresh token minted on the CA.
+				oldKey := readFile(t, filepath.Join(dir, client.KeyFile))
+				tokFile := filepath.Join(t.TempDir(), "hermit.token")
+				if err := os.WriteFile(tokFile, []byte(c.token("hermit", "hermit.rampart.test", "127.0.0.1")+"\n"), 0o600); err != nil {
+					t.Fatal(err)
 				}
+				hook, seenCert, _ := hookCmd(t.TempDir())
+				c.mustPKI("renew", "--dir", dir, "--exec", hook, "--token-file", tokFile)
+				nc := certOf(t, filepath.Join(dir, client.CertFile))
+				if now := time.Now(); now.Before(nc.NotBefore) || now.After(nc.NotAfter) || !sameNames(nc, orig) {
+					t.Fatalf("recovered certificate %v %v valid %s..%s", nc.DNSNames, nc.IPAddresses, nc.NotBefore, nc.NotAfter)
+				}
+				if readFile(t, filepath.Join(dir, client.KeyFile)) == oldKey {
+					t.Error("recovery kept the old key; it joins again with a new one")
+				}
+				if _, err := os.Stat(tokFile); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("used recovery token not deleted: %v", err)
+				}
+				if readFile(t, seenCert) != readFile(t, filepath.Join(dir, client.CertFile)) {
+					t.Error("hook did not run after the recovery")
+				}
+			})
+
+			t.Run("expired-too-long-any-header-form", func(t *testing.T) {
+				// step-ca takes the renew token from whatever follows the
+				// first "Bearer " in the Authorization header. The age
+				// limit reads it the same way: "Basic Bearer TOKEN" from
+				// someone holding a year-old certificate and its key is
+				// refused, while the same form for a certificate that
+				// expired yesterday reaches step-ca and renews (so the
+				// refusal is the limit, not a parse failure).
+				oldDir, _ := c.host("thief2")
+				c.expire(oldDir, 24*time.Hour+365*24*time.Hour)
+				status, msg := c.postRenewToken(oldDir, "Basic Bearer ")
+				if status != http.StatusForbidden || !strings.Contains(msg, "certificate expired too long ago") {
+					t.Errorf("year-old certificate, token after \"Basic \": %d %q, want 403 and the age refusal", status, msg)
+				}
+				recentDir, _ := c.host("thief3")
+				c.expire(recentDir, 24*time.Hour+expiredSince)
+				if status, msg := c.postRenewToken(recentDir, "Basic Bearer "); status != http.StatusCreated {
+					t.Errorf("recent certificate, token after \"Basic \": %d %q, want 201 from step-ca", status, msg)
+				}
+			})
+
+			t.Run("limit-from-config", func(t *testing.T) {
+				// The limit is the configured value: at 1d, a certificate
+				// that expired 26 h ago is past it.
+				dir, _ := c.host("napper")
+				_, expired := c.expire(dir, 24*time.Hour+expiredSince)
+				c.editConfig("renewal_after_expiry_max: 30d", "renewal_after_expiry_max: 1d")
+				defer c.editConfig("renewal_after_expiry_max: 1d", "renewal_after_expiry_max: 30d")
+				c.wantTooOld(dir, expired, "napper", "1d")
 			})
 
 			t.Run("allowed-but-wrong-key-refused", func(t *testing.T) {
@@ -600,4 +661,108 @@ func TestRenewAfterExpiry(t *testing.T) {
 			})
 		})
 	}
+}
+
+// wantTooOld runs `pki renew` (with a reload hook) on dir, whose
+// certificate expired longer ago than the CA's limit, and checks the
+// refusal: exit status 1, a message saying when it expired, the limit and
+// how to recover, the directory byte-identical, no hook, client.ErrExpired
+// for Go callers and a refusal line in the CA's log.
+func (c *expiryCA) wantTooOld(dir string, expired *x509.Certificate, name, limit string) {
+	t := c.t
+	t.Helper()
+	before := snapshot(t, dir)
+	hook, seenCert, _ := hookCmd(t.TempDir())
+	out, code := c.pki("renew", "--dir", dir, "--exec", hook)
+	t.Logf("pki renew (expired too long ago): exit %d\n%s", code, out)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	at := expired.NotAfter.UTC().Format(time.RFC3339)
+	for _, want := range []string{
+		"with 403: renewal of serial " + expired.SerialNumber.String() + ": certificate expired too long ago",
+		"it expired at " + at,
+		"at most " + limit + " after they expire (leaf.renewal_after_expiry_max)",
+		"pki token " + name,
+		"pki renew --token-file FILE",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("message lacks %q", want)
+		}
+	}
+	if !reflect.DeepEqual(snapshot(t, dir), before) {
+		t.Error("refused renewal changed the directory")
+	}
+	if _, err := os.Stat(seenCert); err == nil {
+		t.Error("hook ran after a refused renewal")
+	}
+	_, err := client.Renew(context.Background(), dir, "", client.FileOptions{})
+	wantErr(t, err, client.ErrExpired)
+	if errors.Is(err, client.ErrTokenExpired) {
+		t.Errorf("refusal reported as an expired token: %v", err)
+	}
+	if !reflect.DeepEqual(snapshot(t, dir), before) {
+		t.Error("refused renewal (library) changed the directory")
+	}
+	found := false
+	for _, l := range strings.Split(c.log(), "\n") {
+		if strings.Contains(l, "pki: request refused") && strings.Contains(l, "route=/renew") && strings.Contains(l, "status=403") &&
+			strings.Contains(l, "serial="+expired.SerialNumber.String()) && strings.Contains(l, "not_after="+at) &&
+			strings.Contains(l, "auth=renew-token") && strings.Contains(l, "expired_for=") && strings.Contains(l, "renewal_after_expiry_max="+limit) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no refusal line for serial %s in the CA log:\n%s", expired.SerialNumber, c.log())
+	}
+}
+
+// postRenewToken posts to /1.0/renew with a renew token for dir's
+// certificate, signed by its key, placed after prefix in the Authorization
+// header. It returns the status and the CA's message.
+func (c *expiryCA) postRenewToken(dir, prefix string) (int, string) {
+	t := c.t
+	t.Helper()
+	b, err := client.LoadBundle(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x5c []string
+	for _, x := range b.Chain {
+		x5c = append(x5c, base64.StdEncoding.EncodeToString(x.Raw))
+	}
+	opts := new(jose.SignerOptions).WithType("JWT").WithHeader(jose.HeaderKey(jose.X5cInsecureKey), x5c)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: b.Key}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	tok, err := jose.Signed(signer).Claims(jose.Claims{
+		ID: hex.EncodeToString(id[:]), Issuer: "step-ca-client/1.0", Subject: b.Leaf().Subject.CommonName,
+		Audience: jose.Audience{c.url + "/1.0/renew"}, IssuedAt: jose.NewNumericDate(now),
+		NotBefore: jose.NewNumericDate(now), Expiry: jose.NewNumericDate(now.Add(5 * time.Minute)),
+	}).CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, c.url+"/1.0/renew", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", prefix+tok)
+	req.Header.Set("Content-Type", "application/json")
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: poolOf(b.Root)}}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Message string `json:"message"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body.Message
 }
