@@ -209,7 +209,8 @@ func (r *Renewer) renew(ctx context.Context) (*Bundle, error) {
 
 // recover handles a certificate the CA will not renew: one that expired
 // while the host slept or the CA was down (and the CA's
-// allowRenewalAfterExpiry is off), or one that was revoked. With a recovery
+// allowRenewalAfterExpiry is off, or it expired longer ago than the CA
+// allows), or one that was revoked. With a recovery
 // token, minted by an operator on the CA, it joins again with a new key;
 // without one it fails loudly.
 func (r *Renewer) recover(ctx context.Context, caURL string, b *Bundle, now time.Time, cause error) (*Bundle, error) {

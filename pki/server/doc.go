@@ -16,5 +16,11 @@
 // step-ca's internal reason and answered with a message that says which
 // (token used, expired, minted for other names, certificate revoked).
 //
+// Renewals, over mTLS or with a renew token after expiry, are checked here
+// before step-ca sees them: against the name policy in force (step-ca copies
+// the old names without one) and, for an expired certificate, against
+// leaf.renewal_after_expiry_max (step-ca's allowRenewalAfterExpiry has no
+// age limit).
+//
 // [ca.Config]: github.com/rampart-sec/rampart/pki/ca.Config
 package server
