@@ -67,6 +67,12 @@ func Run(ctx context.Context, logger *slog.Logger, h Hook) (Result, error) {
 	}
 	attrs := []any{"command", h.Command, "exit", res.ExitCode, "duration", res.Duration.Round(time.Millisecond), "output", string(res.Output)}
 	switch {
+	case errors.Is(err, exec.ErrWaitDelay) && res.ExitCode == 0 && ctx.Err() == nil:
+		// The command succeeded and left a background job holding its
+		// output ("(sleep 5; systemctl reload nginx) &"): the job runs on,
+		// its later output is not captured.
+		logger.Warn("hook exited 0 but left a background process holding its output; later output is not captured (redirect the job's output to /dev/null)", attrs...)
+		err = nil
 	case ctx.Err() == context.DeadlineExceeded:
 		err = fmt.Errorf("hook %q: %w after %s", h.Command, ErrTimeout, timeout)
 	case err != nil:

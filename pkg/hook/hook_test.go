@@ -21,6 +21,10 @@ func TestRun(t *testing.T) {
 		{"ok", Hook{Command: "echo reloaded $X", Env: []string{"X=nginx"}}, nil, 0, "reloaded nginx\n"},
 		{"fails", Hook{Command: "echo nope >&2; exit 3"}, nil, 3, "nope\n"},
 		{"timeout", Hook{Command: "sleep 30", Timeout: 100 * time.Millisecond}, ErrTimeout, -1, ""},
+		// The shell exits 0; a background job keeps the output pipe open
+		// past the one-second WaitDelay. That is a success, not a failure.
+		{"background job", Hook{Command: "(sleep 3; echo late) & echo started", Timeout: 10 * time.Second}, nil, 0, "started\n"},
+		{"background job, failed", Hook{Command: "(sleep 3; echo late) & echo started; exit 4", Timeout: 10 * time.Second}, nil, 4, "started\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
