@@ -117,10 +117,10 @@ type Renewer struct {
 	accounts map[string]*account
 	solvers  *solverServers
 	envMu    sync.Mutex // DNS providers read their settings from the environment
-	// hookEnv resets, for hooks, every variable a dns01 provider sets while
-	// it is built to its value when the Renewer was made ("" if unset):
-	// hooks inherit the process environment, and another certificate's
-	// provider may be being built when a hook starts.
+	// hookEnv is the environment hooks start from: the process's when the
+	// Renewer was made. dns01 providers read their settings from the
+	// process environment while they are built, and another certificate's
+	// hook may start meanwhile.
 	hookEnv  []string
 	stepHook func(string)
 }
@@ -147,7 +147,7 @@ func NewRenewer(cfg *Config, opts Options) (*Renewer, error) {
 			break
 		}
 	}
-	r.hookEnv = providerEnvReset(cfg)
+	r.hookEnv = os.Environ()
 	for name, a := range cfg.Accounts {
 		acc, err := newAccount(a, cfg.StateDir, opts.WrapTransport)
 		if err != nil {
@@ -474,45 +474,21 @@ func (r *Renewer) dnsProvider(d *DNS01) (challenge.Provider, error) {
 	return p, nil
 }
 
-// providerEnvReset is KEY=VALUE, with the current value, for every
-// variable that a dns01 provider of cfg sets while it is built.
-func providerEnvReset(cfg *Config) []string {
-	var names []string
-	for _, c := range cfg.Certificates {
-		if d := c.Challenge.DNS01; d != nil {
-			for k := range d.Env {
-				names = append(names, k)
-			}
-			for k := range d.EnvFiles {
-				names = append(names, k+"_FILE")
-			}
-		}
-	}
-	slices.Sort(names)
-	var env []string
-	for _, k := range slices.Compact(names) {
-		env = append(env, k+"="+os.Getenv(k))
-	}
-	return env
-}
-
 // runHooks runs c's deploy hooks in order, stopping at the first failure.
 func (r *Renewer) runHooks(ctx context.Context, c *Certificate) error {
 	o := &c.Output
-	// hook.Run adds these to the inherited environment; the last value of
-	// a name wins, so hookEnv masks any provider variables set right now.
-	env := append(slices.Clip(r.hookEnv),
-		"RAMPART_ACME_NAME="+c.Name,
-		"RAMPART_ACME_DOMAINS="+strings.Join(c.Domains, " "),
-		"RAMPART_ACME_DIR="+o.CurrentDir(),
-		"RAMPART_ACME_KEY="+filepath.Join(o.CurrentDir(), FileKey),
-		"RAMPART_ACME_CERT="+filepath.Join(o.CurrentDir(), FileCert),
-		"RAMPART_ACME_CHAIN="+filepath.Join(o.CurrentDir(), FileChain),
-		"RAMPART_ACME_FULLCHAIN="+filepath.Join(o.CurrentDir(), FileFullChain),
-		"RAMPART_ACME_COMBINED="+filepath.Join(o.CurrentDir(), FileCombined),
-	)
+	env := []string{
+		"RAMPART_ACME_NAME=" + c.Name,
+		"RAMPART_ACME_DOMAINS=" + strings.Join(c.Domains, " "),
+		"RAMPART_ACME_DIR=" + o.CurrentDir(),
+		"RAMPART_ACME_KEY=" + filepath.Join(o.CurrentDir(), FileKey),
+		"RAMPART_ACME_CERT=" + filepath.Join(o.CurrentDir(), FileCert),
+		"RAMPART_ACME_CHAIN=" + filepath.Join(o.CurrentDir(), FileChain),
+		"RAMPART_ACME_FULLCHAIN=" + filepath.Join(o.CurrentDir(), FileFullChain),
+		"RAMPART_ACME_COMBINED=" + filepath.Join(o.CurrentDir(), FileCombined),
+	}
 	for _, cmd := range c.DeployHooks {
-		if _, err := hook.Run(ctx, r.log.With("cert", c.Name), hook.Hook{Command: cmd, Timeout: r.cfg.hookTimeout(), Env: env}); err != nil {
+		if _, err := hook.Run(ctx, r.log.With("cert", c.Name), hook.Hook{Command: cmd, Timeout: r.cfg.hookTimeout(), Env: env, Environ: r.hookEnv}); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -26,7 +27,11 @@ const maxOutput = 64 << 10
 type Hook struct {
 	Command string
 	Timeout time.Duration // 0 means DefaultTimeout
-	Env     []string      // added to the inherited environment, KEY=VALUE
+	Env     []string      // added to the base environment, KEY=VALUE
+	// Environ is the base environment; nil means this process's at the
+	// moment the hook starts (os.Environ). A caller that changes its own
+	// environment while hooks may run passes a snapshot taken before.
+	Environ []string
 }
 
 // Result is what a finished hook did.
@@ -50,7 +55,11 @@ func Run(ctx context.Context, logger *slog.Logger, h Hook) (Result, error) {
 	defer cancel()
 
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", h.Command)
-	cmd.Env = append(os.Environ(), h.Env...)
+	base := h.Environ
+	if base == nil {
+		base = os.Environ()
+	}
+	cmd.Env = append(slices.Clip(base), h.Env...)
 	var out limitedBuffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out

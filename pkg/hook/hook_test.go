@@ -19,6 +19,7 @@ func TestRun(t *testing.T) {
 		wantOut  string
 	}{
 		{"ok", Hook{Command: "echo reloaded $X", Env: []string{"X=nginx"}}, nil, 0, "reloaded nginx\n"},
+		{"base environment", Hook{Command: "echo ${HOME-unset} $X", Environ: []string{"X=a"}, Env: []string{"X=b"}}, nil, 0, "unset b\n"},
 		{"fails", Hook{Command: "echo nope >&2; exit 3"}, nil, 3, "nope\n"},
 		{"timeout", Hook{Command: "sleep 30", Timeout: 100 * time.Millisecond}, ErrTimeout, -1, ""},
 		// The shell exits 0; a background job keeps the output pipe open
