@@ -15,6 +15,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/rampart-sec/rampart/bastion/audit"
+	"github.com/rampart-sec/rampart/bastion/internal/quickack"
 )
 
 // refuseChannel rejects every channel type the bastion does not serve
@@ -354,7 +355,7 @@ func relay(ctx context.Context, ch gossh.Channel, up net.Conn) (in, out int64) {
 	stop := context.AfterFunc(ctx, func() { up.Close(); ch.Close() })
 	defer stop()
 	buf := relayBufsOut.Get().(*[]byte)
-	out, _ = io.CopyBuffer(writerOnly{ch}, readerOnly{quickAck(up)}, *buf)
+	out, _ = io.CopyBuffer(writerOnly{ch}, readerOnly{quickack.Reader(up)}, *buf)
 	relayBufsOut.Put(buf)
 	ch.CloseWrite()
 	ch.Close()

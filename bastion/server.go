@@ -21,6 +21,7 @@ import (
 
 	"github.com/rampart-sec/rampart/bastion/audit"
 	"github.com/rampart-sec/rampart/bastion/guard"
+	"github.com/rampart-sec/rampart/bastion/internal/quickack"
 	"github.com/rampart-sec/rampart/bastion/mfa"
 )
 
@@ -297,7 +298,7 @@ func (s *Server) onConn(ctx glssh.Context, conn net.Conn) net.Conn {
 	s.preauth.Add(1)
 	st.preauth = true
 	ctx.SetValue(ctxKey{}, st)
-	tc := &trackedConn{Conn: conn, r: bufio.NewReaderSize(quickAck(conn), 128<<10), s: s, st: st}
+	tc := &trackedConn{Conn: conn, r: bufio.NewReaderSize(quickack.Reader(conn), 128<<10), s: s, st: st}
 	// LoginGraceTime: a connection that has not finished both factors in
 	// time is dropped (gliderlabs resets deadlines on every read, so a
 	// timer does it).

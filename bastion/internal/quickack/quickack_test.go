@@ -1,4 +1,4 @@
-package bastion
+package quickack
 
 import (
 	"io"
@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// quickAck must hand over exactly what the socket carries, on TCP (where
+// Reader must hand over exactly what the socket carries, on TCP (where
 // it re-arms TCP_QUICKACK on Linux) and on anything else (untouched).
-func TestQuickAckReadsThrough(t *testing.T) {
+func TestReaderReadsThrough(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +31,7 @@ func TestQuickAckReadsThrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	got, err := io.ReadAll(quickAck(c))
+	got, err := io.ReadAll(Reader(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,8 +40,8 @@ func TestQuickAckReadsThrough(t *testing.T) {
 	}
 
 	a, b := net.Pipe()
-	if r := quickAck(a); r != io.Reader(a) {
-		t.Fatalf("quickAck wrapped a non-TCP connection: %T", r)
+	if r := Reader(a); r != io.Reader(a) {
+		t.Fatalf("Reader wrapped a non-TCP connection: %T", r)
 	}
 	a.Close()
 	b.Close()
