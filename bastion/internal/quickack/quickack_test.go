@@ -31,7 +31,8 @@ func TestReaderReadsThrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	got, err := io.ReadAll(Reader(c))
+	// Through Conn and its small buffer: every byte, in order.
+	got, err := io.ReadAll(Conn(c, 4096))
 	if err != nil {
 		t.Fatal(err)
 	}
