@@ -589,38 +589,11 @@ func TestRenewAfterExpiry(t *testing.T) {
 			t.Run("disallowed-refused", func(t *testing.T) {
 				dir, _ := c.host("sleepy")
 				_, expired := c.expire(dir, 24*time.Hour+expiredSince)
-				before := snapshot(t, dir)
-				work := t.TempDir()
-				hook, seenCert, _ := hookCmd(work)
-				out, code := c.pki("renew", "--dir", dir, "--exec", hook)
-				t.Logf("pki renew (refused): exit %d\n%s", code, out)
-				if code != 1 {
-					t.Fatalf("exit %d, want 1", code)
-				}
-				for _, want := range []string{
-					"certificate expired at " + expired.NotAfter.UTC().Format(time.RFC3339),
+				c.wantRefused(dir, "refused",
+					"certificate expired at "+expired.NotAfter.UTC().Format(time.RFC3339),
 					"with 401: certificate expired and renewal after expiry is not allowed",
 					"pki token sleepy",
-					"--token-file",
-				} {
-					if !strings.Contains(out, want) {
-						t.Errorf("message lacks %q", want)
-					}
-				}
-				if !reflect.DeepEqual(snapshot(t, dir), before) {
-					t.Error("refused renewal changed the directory")
-				}
-				if _, err := os.Stat(seenCert); err == nil {
-					t.Error("hook ran after a refused renewal")
-				}
-				_, err := client.Renew(context.Background(), dir, "", client.FileOptions{})
-				wantErr(t, err, client.ErrExpired)
-				if errors.Is(err, client.ErrTokenExpired) {
-					t.Errorf("refused renewal reported as an expired token: %v", err)
-				}
-				if !reflect.DeepEqual(snapshot(t, dir), before) {
-					t.Error("refused renewal (library) changed the directory")
-				}
+					"--token-file")
 				// Back on, the same expired certificate renews: the refusal
 				// was the policy, nothing else.
 				c.allowRenewalAfterExpiry(true)
@@ -663,31 +636,23 @@ func TestRenewAfterExpiry(t *testing.T) {
 	}
 }
 
-// wantTooOld runs `pki renew` (with a reload hook) on dir, whose
-// certificate expired longer ago than the CA's limit, and checks the
-// refusal: exit status 1, a message saying when it expired, the limit and
-// how to recover, the directory byte-identical, no hook, client.ErrExpired
-// for Go callers and a refusal line in the CA's log.
-func (c *expiryCA) wantTooOld(dir string, expired *x509.Certificate, name, limit string) {
+// wantRefused runs `pki renew` (with a reload hook) on dir and checks that
+// the renewal is refused: exit status 1, a message holding every want, the
+// directory byte-identical, no hook, and client.ErrExpired (not
+// ErrTokenExpired) for Go callers, who leave the directory alone too.
+func (c *expiryCA) wantRefused(dir, what string, want ...string) {
 	t := c.t
 	t.Helper()
 	before := snapshot(t, dir)
 	hook, seenCert, _ := hookCmd(t.TempDir())
 	out, code := c.pki("renew", "--dir", dir, "--exec", hook)
-	t.Logf("pki renew (expired too long ago): exit %d\n%s", code, out)
+	t.Logf("pki renew (%s): exit %d\n%s", what, code, out)
 	if code != 1 {
 		t.Errorf("exit %d, want 1", code)
 	}
-	at := expired.NotAfter.UTC().Format(time.RFC3339)
-	for _, want := range []string{
-		"with 403: renewal of serial " + expired.SerialNumber.String() + ": certificate expired too long ago",
-		"it expired at " + at,
-		"at most " + limit + " after they expire (leaf.renewal_after_expiry_max)",
-		"pki token " + name,
-		"pki renew --token-file FILE",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("message lacks %q", want)
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("message lacks %q", w)
 		}
 	}
 	if !reflect.DeepEqual(snapshot(t, dir), before) {
@@ -704,6 +669,22 @@ func (c *expiryCA) wantTooOld(dir string, expired *x509.Certificate, name, limit
 	if !reflect.DeepEqual(snapshot(t, dir), before) {
 		t.Error("refused renewal (library) changed the directory")
 	}
+}
+
+// wantTooOld runs `pki renew` (with a reload hook) on dir, whose
+// certificate expired longer ago than the CA's limit, and checks the
+// refusal (see wantRefused): a message saying when it expired, the limit
+// and how to recover, and a refusal line in the CA's log.
+func (c *expiryCA) wantTooOld(dir string, expired *x509.Certificate, name, limit string) {
+	t := c.t
+	t.Helper()
+	at := expired.NotAfter.UTC().Format(time.RFC3339)
+	c.wantRefused(dir, "expired too long ago",
+		"with 403: renewal of serial "+expired.SerialNumber.String()+": certificate expired too long ago",
+		"it expired at "+at,
+		"at most "+limit+" after they expire (leaf.renewal_after_expiry_max)",
+		"pki token "+name,
+		"pki renew --token-file FILE")
 	found := false
 	for _, l := range strings.Split(c.log(), "\n") {
 		if strings.Contains(l, "pki: request refused") && strings.Contains(l, "route=/renew") && strings.Contains(l, "status=403") &&
