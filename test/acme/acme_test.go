@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,7 +23,6 @@ import (
 	"time"
 
 	"github.com/go-acme/lego/v4/certificate"
-	"github.com/go-acme/lego/v4/providers/dns"
 
 	"github.com/rampart-sec/rampart/acme"
 	"github.com/rampart-sec/rampart/test/testenv"
@@ -125,26 +123,7 @@ func (h *harness) writeConfig(certs ...cert) *acme.Config {
 
 func (h *harness) run(cfg *acme.Config, now time.Time) *acme.Summary {
 	h.t.Helper()
-	r, err := acme.NewRenewer(cfg, acme.Options{
-		Logger:      slog.New(slog.NewTextHandler(testWriter{h.t}, nil)),
-		DNSProvider: dns.NewDNSChallengeProviderByName,
-		WrapTransport: func(rt http.RoundTripper) http.RoundTripper {
-			h.rec.base = rt
-			return h.rec
-		},
-		Now: func() time.Time { return now },
-	})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	sum, err := r.Run(context.Background())
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	var out bytes.Buffer
-	sum.Write(&out)
-	h.t.Logf("summary:\n%s", out.String())
-	return sum
+	return h.runWith(cfg, now, nil).sum
 }
 
 type testWriter struct{ t *testing.T }
