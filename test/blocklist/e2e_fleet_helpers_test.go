@@ -35,13 +35,7 @@ import (
 // fleetBinaries builds blocklistd and blocklist-agent from this checkout.
 func fleetBinaries(t testing.TB) (blocklistd, agentBin string) {
 	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/blocklistd", "./cmd/blocklist-agent")
-	cmd.Dir = testenv.ModuleRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return filepath.Join(dir, "blocklistd"), filepath.Join(dir, "blocklist-agent")
+	return testenv.BuildCommand(t, "blocklistd"), testenv.BuildCommand(t, "blocklist-agent")
 }
 
 // fleetLog collects a process's output for failure messages.

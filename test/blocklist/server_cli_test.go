@@ -24,13 +24,7 @@ import (
 
 func buildBlocklistd(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "blocklistd")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/blocklistd")
-	cmd.Dir = testenv.ModuleRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/blocklistd: %v\n%s", err, out)
-	}
-	return bin
+	return testenv.BuildCommand(t, "blocklistd")
 }
 
 type lockedBuffer struct {
