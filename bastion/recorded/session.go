@@ -105,20 +105,19 @@ func (s *session) run() error {
 		s.kind = kindExec
 	}
 
-	// The recording starts before the target is dialled, so a full disk
-	// refuses the session before anything happens on the target.
-	if s.kind == kindShell || s.kind == kindExec {
-		s.p.maybePrune(false)
-		rec, err := s.p.startRecording(s)
-		if err != nil {
-			s.p.log.Error("cannot start recording", "session", s.id, "err", err)
-			if s.p.opts.OnRecordFailure == Refuse {
-				return s.refuse("session recording is unavailable, refusing to run unrecorded", fmt.Errorf("recorded: session %s: %w: %w", s.id, ErrRecordingUnavailable, err))
-			}
-			s.p.audit(EventUnrecorded, s.fields("reason", err.Error()))
+	// The recording (for sftp and scp, the transfer log) starts before the
+	// target is dialled, so a full disk refuses the session before anything
+	// happens on the target.
+	s.p.maybePrune(false)
+	rec, err := s.p.startRecording(s)
+	if err != nil {
+		s.p.log.Error("cannot start recording", "session", s.id, "err", err)
+		if s.p.opts.OnRecordFailure == Refuse {
+			return s.refuse("session recording is unavailable, refusing to run unrecorded", fmt.Errorf("recorded: session %s: %w: %w", s.id, ErrRecordingUnavailable, err))
 		}
-		s.cast = rec
+		s.p.audit(EventUnrecorded, s.fields("reason", err.Error()))
 	}
+	s.cast = rec
 
 	client, err := s.dial(ctx)
 	if err != nil {
@@ -392,6 +391,11 @@ func (s *session) transfer(proto string, ev TransferEvent) {
 		f["status"] = ev.Status
 	}
 	s.p.audit(EventTransfer, f)
+	if s.cast != nil {
+		// A failed write reaches the recording's onFail, as for a screen
+		// recording.
+		s.cast.w.Mark(transferLabel(ev))
+	}
 }
 
 func (s *session) envAllowed(k string) bool {
@@ -440,7 +444,7 @@ func (s *session) forwardClientRequests(ctx context.Context, tch gossh.Channel) 
 			}
 			first = false
 			tch.SendRequest("window-change", false, gossh.Marshal(struct{ Columns, Rows, Width, Height uint32 }{uint32(w.Width), uint32(w.Height), 0, 0}))
-			if s.cast != nil {
+			if s.cast != nil && !s.cast.transfers {
 				s.cast.w.Resize(w.Width, w.Height)
 			}
 		case sig := <-sigs:
@@ -517,15 +521,17 @@ func isSCP(argv []string) bool {
 	return false
 }
 
-// recording is one asciicast file being written.
+// recording is one asciicast file being written: a screen recording, or
+// the transfer log of an sftp or scp session.
 type recording struct {
-	path   string
-	f      *os.File
-	hw     *hashingWriter
-	w      *asciicast.Writer
-	lock   *os.File
-	onFail func(error)
-	mu     sync.Mutex
+	path      string
+	transfers bool
+	f         *os.File
+	hw        *hashingWriter
+	w         *asciicast.Writer
+	lock      *os.File
+	onFail    func(error)
+	mu        sync.Mutex
 }
 
 type hashingWriter struct {
@@ -541,20 +547,25 @@ func (hw *hashingWriter) Write(p []byte) (int, error) {
 
 func (hw *hashingWriter) Sync() error { return hw.f.Sync() }
 
-// startRecording creates ID.live (locked) and ID.cast with its header.
+// startRecording creates ID.live (locked) and ID.cast, or ID.transfers.cast
+// for sftp and scp, with its header.
 func (p *Proxy) startRecording(s *session) (*recording, error) {
 	dir := p.opts.Dir
 	lock, err := createLive(livePath(dir, s.id))
 	if err != nil {
 		return nil, err
 	}
+	transfers := s.kind == kindSFTP || s.kind == kindSCP
 	path := CastPath(dir, s.id)
+	if transfers {
+		path = TransfersPath(dir, s.id)
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		removeLive(lock)
 		return nil, fmt.Errorf("create recording: %w", err)
 	}
-	rec := &recording{path: path, f: f, lock: lock, hw: &hashingWriter{f: f, h: sha256.New()}}
+	rec := &recording{path: path, transfers: transfers, f: f, lock: lock, hw: &hashingWriter{f: f, h: sha256.New()}}
 	env := map[string]string{}
 	for _, kv := range s.sess.Environ() {
 		if k, v, _ := strings.Cut(kv, "="); s.envAllowed(k) {
@@ -571,12 +582,12 @@ func (p *Proxy) startRecording(s *session) (*recording, error) {
 		User:   s.user,
 		Source: addrString(s.sess.RemoteAddr()),
 		Target: s.target.Name, TargetAddr: s.target.Addr, RemoteUser: s.remoteUser,
-		SessionID: s.id,
+		SessionID: s.id, Kind: string(s.kind),
 	}
 	if s.hasPty {
 		h.Width, h.Height = s.pty.Window.Width, s.pty.Window.Height
 	}
-	if s.kind == kindExec {
+	if s.kind == kindExec || s.kind == kindSCP {
 		h.Command = s.sess.RawCommand()
 	}
 	w, err := asciicast.NewWriter(rec.hw, h, asciicast.WriterOptions{
@@ -618,6 +629,9 @@ func (r *recording) abandon() {
 
 // finish closes the recording and returns its SHA-256, size and events.
 func (r *recording) finish() (sum string, size, events int64, err error) {
+	if r.transfers {
+		r.w.Mark(transferEndMark)
+	}
 	err = r.w.Close()
 	if cerr := r.f.Close(); err == nil && cerr != nil {
 		err = cerr

@@ -30,7 +30,9 @@ const (
 	Interrupted State = "interrupted"
 )
 
-// Recording describes one file in the recordings directory.
+// Recording describes one file in the recordings directory: the screen
+// recording of a shell or exec session (ID.cast) or the transfer log of an
+// sftp or scp session (ID.transfers.cast).
 type Recording struct {
 	ID      string
 	Path    string
@@ -38,42 +40,61 @@ type Recording struct {
 	Size    int64
 	ModTime time.Time
 	State   State
-	// Duration is the time of the last complete event.
+	// Kind is "shell", "exec", "sftp" or "scp"; recordings made before
+	// the header carried it are told apart by their command.
+	Kind string
+	// Duration is the time of the last complete event; for a transfer
+	// session that ended, the time it ended.
 	Duration time.Duration
+	// Transfers and TransferBytes count the file operations of an sftp or
+	// scp session and the bytes they moved.
+	Transfers, TransferBytes int64
 	// Err is set when the file could not be read as asciicast.
 	Err error
 }
 
-// List returns the recordings in dir, oldest first.
+// List returns the recordings in dir, ordered by session id (start time).
 func List(dir string) ([]Recording, error) {
-	ents, err := os.ReadDir(dir)
+	files, err := scan(dir)
 	if err != nil {
-		return nil, fmt.Errorf("recorded: list %s: %w", dir, err)
+		return nil, err
 	}
-	var out []Recording
-	for _, e := range ents {
-		id, ok := strings.CutSuffix(e.Name(), ".cast")
-		if !ok || !ValidID(id) || e.IsDir() {
-			continue
+	out := make([]Recording, 0, len(files))
+	for _, f := range files {
+		r := Recording{ID: f.id, Path: f.path, Size: f.size, ModTime: f.mod, State: f.state}
+		if f.transfers {
+			var sum transferSummary
+			r.Header, sum, r.Err = summarizeLog(r.Path)
+			r.Duration, r.Transfers, r.TransferBytes = sum.duration, sum.count, sum.bytes
+		} else {
+			r.Header, r.Duration, r.Err = summarize(r.Path)
 		}
-		info, err := e.Info()
-		if err != nil {
-			continue
+		r.Kind = r.Header.Kind
+		if r.Kind == "" && r.Err == nil {
+			r.Kind = string(kindShell)
+			if r.Header.Command != "" {
+				r.Kind = string(kindExec)
+			}
 		}
-		r := Recording{ID: id, Path: filepath.Join(dir, e.Name()), Size: info.Size(), ModTime: info.ModTime()}
-		switch probeLive(livePath(dir, id)) {
-		case markerHeld:
-			r.State = Live
-		case markerStale:
-			r.State = Interrupted
-		default:
-			r.State = Ended
-		}
-		r.Header, r.Duration, r.Err = summarize(r.Path)
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
+}
+
+// summarizeLog reads the header and the transfers of a transfer log.
+func summarizeLog(path string) (asciicast.Header, transferSummary, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return asciicast.Header{}, transferSummary{}, err
+	}
+	defer f.Close()
+	rd, err := asciicast.NewReader(f)
+	if err != nil {
+		return asciicast.Header{}, transferSummary{}, err
+	}
+	sum, err := summarizeTransfers(rd)
+	return rd.Header, sum, err
 }
 
 // summarize reads the header and the time of the last complete event,
@@ -122,14 +143,14 @@ type Pruned struct {
 	Reason string // "age" or "size"
 }
 
-// Prune applies r to dir at time now: recordings last written before
-// now-MaxAge go, then the oldest until the total is within MaxBytes. Live
-// recordings are never removed.
+// Prune applies r to dir at time now: recordings and transfer logs last
+// written before now-MaxAge go, then the oldest until the total is within
+// MaxBytes. Live sessions' files are never removed.
 func Prune(dir string, r Retention, now time.Time) ([]Pruned, error) {
 	if r.MaxAge <= 0 && r.MaxBytes <= 0 {
 		return nil, nil
 	}
-	recs, err := listFiles(dir)
+	recs, err := scan(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +160,7 @@ func Prune(dir string, r Retention, now time.Time) ([]Pruned, error) {
 	}
 	var out []Pruned
 	var errs []error
-	remove := func(f castFile, reason string) {
+	remove := func(f sessionFile, reason string) {
 		if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("recorded: prune %s: %w", f.path, err))
 			return
@@ -148,9 +169,9 @@ func Prune(dir string, r Retention, now time.Time) ([]Pruned, error) {
 		total -= f.size
 		out = append(out, Pruned{Path: f.path, Size: f.size, Reason: reason})
 	}
-	var kept []castFile
+	var kept []sessionFile
 	for _, f := range recs {
-		if f.live {
+		if f.state == Live {
 			kept = append(kept, f)
 			continue
 		}
@@ -164,40 +185,49 @@ func Prune(dir string, r Retention, now time.Time) ([]Pruned, error) {
 		if r.MaxBytes <= 0 || total <= r.MaxBytes {
 			break
 		}
-		if !f.live {
+		if f.state != Live {
 			remove(f, "size")
 		}
 	}
 	return out, errors.Join(errs...)
 }
 
-type castFile struct {
-	id, path string
-	size     int64
-	mod      time.Time
-	live     bool
+// sessionFile is a recording or transfer log found by [scan].
+type sessionFile struct {
+	id, path  string
+	transfers bool // a transfer log, not a screen recording
+	size      int64
+	mod       time.Time
+	state     State
 }
 
-// listFiles returns the recordings, oldest (by modification time) first.
-func listFiles(dir string) ([]castFile, error) {
+// scan returns the recordings and transfer logs in dir, oldest (by
+// modification time) first, each with its state from its live marker.
+func scan(dir string) ([]sessionFile, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("recorded: list %s: %w", dir, err)
 	}
-	var out []castFile
+	var out []sessionFile
 	for _, e := range ents {
-		id, ok := strings.CutSuffix(e.Name(), ".cast")
-		if !ok || !ValidID(id) || e.IsDir() {
+		id, transfers, ok := parseFileName(e.Name())
+		if !ok || e.IsDir() {
 			continue
 		}
 		info, err := e.Info()
 		if err != nil {
 			continue
 		}
-		out = append(out, castFile{
-			id: id, path: filepath.Join(dir, e.Name()), size: info.Size(), mod: info.ModTime(),
-			live: probeLive(livePath(dir, id)) == markerHeld,
-		})
+		f := sessionFile{id: id, path: filepath.Join(dir, e.Name()), transfers: transfers, size: info.Size(), mod: info.ModTime()}
+		switch probeLive(livePath(dir, id)) {
+		case markerHeld:
+			f.state = Live
+		case markerStale:
+			f.state = Interrupted
+		default:
+			f.state = Ended
+		}
+		out = append(out, f)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].mod.Before(out[j].mod) })
 	return out, nil
@@ -236,8 +266,9 @@ type FollowOptions struct {
 
 // Follow writes the output of the recording of session id in dir to w as it
 // grows, like tail -f, and returns once the session is no longer live and
-// everything recorded has been written, or when ctx ends. It only reads the
-// file: the watcher cannot reach the session.
+// everything recorded has been written, or when ctx ends. For an sftp or
+// scp session it writes the transfers instead, one [Transfer] line each.
+// It only reads the file: the watcher cannot reach the session.
 func Follow(ctx context.Context, dir, id string, w io.Writer, o FollowOptions) error {
 	if !ValidID(id) {
 		return fmt.Errorf("recorded: %q is not a session id", id)
@@ -247,6 +278,9 @@ func Follow(ctx context.Context, dir, id string, w io.Writer, o FollowOptions) e
 		poll = 200 * time.Millisecond
 	}
 	f, err := os.Open(CastPath(dir, id))
+	if errors.Is(err, fs.ErrNotExist) {
+		f, err = os.Open(TransfersPath(dir, id))
+	}
 	if err != nil {
 		return fmt.Errorf("recorded: session %s: %w", id, err)
 	}
@@ -270,13 +304,18 @@ func Follow(ctx context.Context, dir, id string, w io.Writer, o FollowOptions) e
 		o.OnHeader(rd.Header)
 	}
 	bw := bufio.NewWriter(w)
+	write := func(ev asciicast.Event) {
+		if ev.Code == asciicast.Output {
+			bw.WriteString(ev.Data)
+		} else if t, ok := parseTransfer(ev); ok && IsTransferKind(rd.Header.Kind) {
+			bw.WriteString(t.String() + "\n")
+		}
+	}
 	for {
 		ev, err := rd.Next()
 		switch {
 		case err == nil:
-			if ev.Code == asciicast.Output {
-				bw.WriteString(ev.Data)
-			}
+			write(ev)
 			continue
 		case errors.Is(err, io.EOF), errors.Is(err, asciicast.ErrTornLine):
 		default:
@@ -293,9 +332,7 @@ func Follow(ctx context.Context, dir, id string, w io.Writer, o FollowOptions) e
 				if err != nil {
 					break
 				}
-				if ev.Code == asciicast.Output {
-					bw.WriteString(ev.Data)
-				}
+				write(ev)
 			}
 			return bw.Flush()
 		}

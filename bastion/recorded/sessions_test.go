@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,5 +130,113 @@ func TestListAndFollow(t *testing.T) {
 	}
 	if err := Follow(context.Background(), dir, "../etc/passwd", &out, FollowOptions{}); err == nil {
 		t.Error("Follow accepted a path as a session id")
+	}
+}
+
+// writeTransferLog writes a transfer log as the proxy does: a header with
+// the kind, one marker per transfer, and the end marker when ended.
+func writeTransferLog(t testing.TB, dir, id, kind string, evs []TransferEvent, ended bool, mod time.Time) {
+	t.Helper()
+	f, err := os.Create(TransfersPath(dir, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := asciicast.NewWriter(f, asciicast.Header{Width: 80, Height: 24, User: "alice", Target: "db1", SessionID: id, Kind: kind}, asciicast.WriterOptions{FlushInterval: -1, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		w.Mark(transferLabel(ev))
+	}
+	if ended {
+		w.Mark(transferEndMark)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !mod.IsZero() {
+		os.Chtimes(f.Name(), mod, mod)
+	}
+}
+
+func TestListTransferLogs(t *testing.T) {
+	dir := t.TempDir()
+	evs := []TransferEvent{
+		{Op: "upload", Path: "/srv/a b.bin", Bytes: 300, Written: 300, Status: "ok"},
+		{Op: "rename", Path: "/srv/a b.bin", Target: "/srv/c", Status: "ok"},
+		{Op: "download", Path: "/srv/c", Bytes: 200, Read: 200, Status: "ok"},
+	}
+	writeTransferLog(t, dir, "s1", "sftp", evs, true, time.Time{})
+	writeTransferLog(t, dir, "s2", "scp", evs[:1], false, time.Time{})
+	os.WriteFile(livePath(dir, "s2"), []byte("1\n"), 0o600) // nobody holds it: interrupted
+	writeCast(t, dir, "s3", 10, time.Now())
+	// Not session files: a bad id, and a bare ".transfers.cast".
+	os.WriteFile(filepath.Join(dir, "a.b.transfers.cast"), nil, 0o600)
+	os.WriteFile(filepath.Join(dir, ".transfers.cast"), nil, 0o600)
+
+	recs, err := List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 3 {
+		t.Fatalf("List: %+v", recs)
+	}
+	type row struct {
+		id, kind         string
+		state            State
+		transfers, bytes int64
+	}
+	want := []row{{"s1", "sftp", Ended, 3, 500}, {"s2", "scp", Interrupted, 1, 300}, {"s3", "shell", Ended, 0, 0}}
+	for i, r := range recs {
+		got := row{r.ID, r.Kind, r.State, r.Transfers, r.TransferBytes}
+		if got != want[i] || r.Err != nil || r.Header.User != "alice" {
+			t.Errorf("recording %d: %+v (err %v), want %+v", i, got, r.Err, want[i])
+		}
+	}
+
+	// Follow (and so `bastion watch`) prints the transfers of a transfer log.
+	var out bytes.Buffer
+	if err := Follow(context.Background(), dir, "s1", &out, FollowOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], `upload   "/srv/a b.bin"  300 bytes  ok`) ||
+		!strings.Contains(lines[1], `rename   "/srv/a b.bin" -> "/srv/c"  ok`) || !strings.Contains(lines[2], `download "/srv/c"  200 bytes  ok`) {
+		t.Errorf("Follow of a transfer log wrote:\n%s", out.String())
+	}
+}
+
+// Retention treats transfer logs like recordings: old ones go, the live
+// one stays whatever its age.
+func TestPruneTransferLogs(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	ev := []TransferEvent{{Op: "upload", Path: "/x", Bytes: 1, Status: "ok"}}
+	writeTransferLog(t, dir, "old", "sftp", ev, true, now.Add(-48*time.Hour))
+	writeTransferLog(t, dir, "livexfer", "sftp", ev, false, now.Add(-48*time.Hour))
+	writeTransferLog(t, dir, "new", "scp", ev, true, now)
+	os.WriteFile(livePath(dir, "old"), []byte("1\n"), 0o600) // stale marker goes with it
+	lock, err := createLive(livePath(dir, "livexfer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer removeLive(lock)
+	pruned, err := Prune(dir, Retention{MaxAge: 24 * time.Hour}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pruned) != 1 || pruned[0].Path != TransfersPath(dir, "old") || pruned[0].Reason != "age" {
+		t.Fatalf("pruned %+v", pruned)
+	}
+	for _, p := range []string{TransfersPath(dir, "old"), livePath(dir, "old")} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s survived pruning", p)
+		}
+	}
+	for _, p := range []string{TransfersPath(dir, "livexfer"), TransfersPath(dir, "new")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("pruning removed %s", p)
+		}
 	}
 }

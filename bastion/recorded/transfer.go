@@ -14,17 +14,19 @@ type TransferEvent struct {
 	// Op is "upload", "download", "open" (opened, no data moved), "remove",
 	// "rename", "mkdir", "rmdir", "symlink", or "unparsed" when the stream
 	// could not be followed any more.
-	Op string
+	Op string `json:"op"`
 	// Path is the file on the target; Target the second path of rename and
 	// symlink.
-	Path, Target string
+	Path   string `json:"path,omitempty"`
+	Target string `json:"new_path,omitempty"`
 	// Bytes is the data moved for uploads and downloads.
-	Bytes int64
+	Bytes int64 `json:"bytes,omitempty"`
 	// Read and Written split Bytes for a file opened read-write.
-	Read, Written int64
+	Read    int64 `json:"bytes_read,omitempty"`
+	Written int64 `json:"bytes_written,omitempty"`
 	// Status is "ok", the server's failure, or "incomplete" when the
 	// session ended first.
-	Status string
+	Status string `json:"status,omitempty"`
 }
 
 // sftp packet types (draft-ietf-secsh-filexfer-02, what OpenSSH speaks).

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -84,6 +85,14 @@ func cmdReplay(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
+	if recorded.IsTransferKind(rd.Header.Kind) {
+		fmt.Fprintf(os.Stderr, "bastion replay: %s is the transfer log of an %s session by %s on %s; file transfers are not screen-recorded, these are its file operations:\n",
+			pos[0], rd.Header.Kind, rd.Header.User, rd.Header.Target)
+		if _, err := recorded.WriteTransfers(os.Stdout, rd); err != nil {
+			return fmt.Errorf("%s: %w", pos[0], err)
+		}
+		return nil
+	}
 	err = asciicast.Play(ctx, os.Stdout, rd, asciicast.PlayOptions{
 		Speed: *speed, IdleLimit: time.Duration(*idle * float64(time.Second)),
 	})
@@ -102,7 +111,7 @@ func cmdSessions(ctx context.Context, args []string) error {
 	cfgPath := fs.String("config", defaultConfig, "bastion.yaml, for recording.dir")
 	asJSON := fs.Bool("json", false, "print JSON Lines")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: bastion sessions [--config FILE | --dir DIR] [--json]\n\nLists live and past recorded sessions: live (being recorded), ended, or\ninterrupted (the recorder died; the file holds up to its last flush).\n\n")
+		fmt.Fprintf(fs.Output(), "usage: bastion sessions [--config FILE | --dir DIR] [--json]\n\nLists live and past recorded sessions: live (being recorded), ended, or\ninterrupted (the recorder died; the file holds up to its last flush).\nsftp and scp sessions are listed with their file transfers (they are not\nscreen-recorded).\n\n")
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterspersed(fs, args)
@@ -136,7 +145,10 @@ func printSessions(w io.Writer, recs []recorded.Recording, asJSON bool) error {
 				"user": r.Header.User, "source": r.Header.Source, "target": r.Header.Target,
 				"remote_user": r.Header.RemoteUser, "command": r.Header.Command,
 				"start":      time.Unix(r.Header.Timestamp, 0).UTC().Format(time.RFC3339),
-				"duration_s": r.Duration.Seconds(),
+				"duration_s": r.Duration.Seconds(), "kind": r.Kind,
+			}
+			if recorded.IsTransferKind(r.Kind) {
+				v["transfers"], v["transfer_bytes"] = r.Transfers, r.TransferBytes
 			}
 			if r.Err != nil {
 				v["error"] = r.Err.Error()
@@ -148,18 +160,28 @@ func printSessions(w io.Writer, recs []recorded.Recording, asJSON bool) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tSTART (UTC)\tDURATION\tUSER\tTARGET\tSOURCE\tSIZE\tCOMMAND")
+	fmt.Fprintln(tw, "ID\tSTATE\tKIND\tSTART (UTC)\tDURATION\tUSER\tTARGET\tSOURCE\tSIZE\tCOMMAND")
 	for _, r := range recs {
 		start := "?"
 		if r.Header.Timestamp > 0 {
 			start = time.Unix(r.Header.Timestamp, 0).UTC().Format("2006-01-02 15:04:05")
 		}
-		cmd := r.Header.Command
+		cmd, size := r.Header.Command, humanBytes(r.Size)
+		if recorded.IsTransferKind(r.Kind) {
+			// What the operator wants of a transfer session is what it
+			// moved, not the size of its log.
+			size = humanBytes(r.TransferBytes)
+			cmd = strings.TrimSpace(fmt.Sprintf("(%d transfers) %s", r.Transfers, cmd))
+		}
 		if r.Err != nil {
 			cmd = "(unreadable: " + r.Err.Error() + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.State, start,
-			r.Duration.Round(time.Second), r.Header.User, r.Header.Target, r.Header.Source, humanBytes(r.Size), cmd)
+		kind := r.Kind
+		if kind == "" {
+			kind = "?"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.State, kind, start,
+			r.Duration.Round(time.Second), r.Header.User, r.Header.Target, r.Header.Source, size, cmd)
 	}
 	return tw.Flush()
 }
@@ -201,6 +223,11 @@ func cmdWatch(ctx context.Context, args []string) error {
 	}
 	err = recorded.Follow(ctx, d, pos[0], os.Stdout, recorded.FollowOptions{
 		OnHeader: func(h asciicast.Header) {
+			if recorded.IsTransferKind(h.Kind) {
+				fmt.Fprintf(os.Stderr, "bastion watch: %s session of %s@%s from %s: file transfers are not screen-recorded; showing its file operations (Ctrl-C stops watching)\r\n",
+					h.Kind, h.User, h.Target, h.Source)
+				return
+			}
 			fmt.Fprintf(os.Stderr, "bastion watch: %s@%s from %s, terminal %dx%d (read-only; Ctrl-C stops watching)\r\n",
 				h.User, h.Target, h.Source, h.Width, h.Height)
 		},

@@ -339,10 +339,17 @@ func recSharedDir(t testing.TB) string {
 	return d
 }
 
-// recCasts returns the .cast files in dir.
+// recCasts returns the screen recordings in dir: the .cast files that are
+// not sftp/scp transfer logs (ID.transfers.cast).
 func recCasts(t testing.TB, dir string) []string {
 	t.Helper()
-	m, _ := filepath.Glob(filepath.Join(dir, "*.cast"))
+	all, _ := filepath.Glob(filepath.Join(dir, "*.cast"))
+	var m []string
+	for _, p := range all {
+		if !strings.HasSuffix(p, ".transfers.cast") {
+			m = append(m, p)
+		}
+	}
 	return m
 }
 

@@ -1,6 +1,7 @@
 package bastion_test
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,6 +113,23 @@ func TestRecordedDiskFull(t *testing.T) {
 	if len(w.audit.find("recorded.refused")) != 1 {
 		t.Errorf("no refused audit event")
 	}
+	// An sftp session needs its transfer log just the same.
+	host, _, _ := net.SplitHostPort(w.addr)
+	sftp := func(w *recWorld) (string, error) {
+		cmd := exec.Command(testenv.Binary(t, "sftp"), append(w.sftpArgs(w.addr), "-b", "-", "alice@"+host)...)
+		cmd.Stdin = strings.NewReader("ls /\n")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := sftp(w); err == nil {
+		t.Fatalf("sftp session ran with the disk full:\n%s", out)
+	}
+	if got := recCountSessions(t, w.sshd); got != before {
+		t.Errorf("the target saw an sftp session (%d -> %d)", before, got)
+	}
+	if len(w.audit.find("recorded.refused")) != 2 {
+		t.Errorf("no refused audit event for the sftp session:\n%s", w.audit)
+	}
 
 	// Under the allow policy the session runs, and the gap is audited.
 	out, err = allow.ssh(t, "echo ran-unrecorded")
@@ -120,6 +138,12 @@ func TestRecordedDiskFull(t *testing.T) {
 	}
 	if len(allow.audit.find("recorded.unrecorded")) != 1 || len(allow.audit.find("recorded.end")) != 1 {
 		t.Errorf("allow policy: the unrecorded session was not audited")
+	}
+	if out, err := sftp(allow); err != nil {
+		t.Fatalf("allow policy, sftp: %v\n%s", err, out)
+	}
+	if len(allow.audit.find("recorded.unrecorded")) != 2 || len(allow.audit.find("recorded.end")) != 2 {
+		t.Errorf("allow policy: the sftp session without its transfer log was not audited:\n%s", allow.audit)
 	}
 }
 

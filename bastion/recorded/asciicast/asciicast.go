@@ -84,6 +84,9 @@ type Header struct {
 	RemoteUser string `json:"remote_user,omitempty"`
 	// SessionID names the session in the audit log and in `bastion watch`.
 	SessionID string `json:"session_id,omitempty"`
+	// Kind is the bastion's session kind: "shell", "exec", or "sftp" and
+	// "scp" for a file-transfer log whose markers are the transfers.
+	Kind string `json:"kind,omitempty"`
 }
 
 // Event is one recorded line after the header.
