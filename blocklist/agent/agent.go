@@ -33,6 +33,9 @@ type Options struct {
 	Server  Syncer
 	// ServerName is shown in the status (the blocklistd URL).
 	ServerName string
+	// BackendName and Table are shown in the status: which firewall
+	// ("nftables", "pf") enforces the set, in which table.
+	BackendName, Table string
 	// Policy is applied to every set before the backend sees it.
 	Policy firewall.Policy
 	// StateDir holds the snapshot, the status file and the socket.
@@ -104,7 +107,8 @@ func New(o Options) (*Agent, error) {
 	}
 	a := &Agent{o: o, log: o.Logger, clock: o.Clock, wake: make(chan struct{}, 1)}
 	now := o.Clock.Now()
-	a.status = Status{PID: os.Getpid(), Started: now, Updated: now, Server: o.ServerName}
+	a.status = Status{PID: os.Getpid(), Started: now, Updated: now, Server: o.ServerName,
+		Backend: o.BackendName, Table: o.Table}
 	m, err := newMetrics(o.Registry, a.lag)
 	if err != nil {
 		return nil, fmt.Errorf("blocklist agent: metrics: %w", err)

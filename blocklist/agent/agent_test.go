@@ -361,6 +361,7 @@ func TestStatusSocket(t *testing.T) {
 	dir := t.TempDir()
 	srv := newFakeServer(step{u: client.Update{Version: 5, Full: true, Entries: pfx("192.0.2.1/32", "2001:db8::1/128")}})
 	a, err := New(Options{Backend: &firewalltest.Backend{}, Server: srv, StateDir: dir, ServerName: "https://blocklistd.test:8443",
+		BackendName: "pf", Table: "rampart",
 		Policy: firewall.Policy{HostAddrs: func() ([]netip.Addr, error) { return nil, nil }}})
 	if err != nil {
 		t.Fatal(err)
@@ -373,7 +374,8 @@ func TestStatusSocket(t *testing.T) {
 	if err != nil || !running {
 		t.Fatalf("QueryStatus = running %v, %v", running, err)
 	}
-	if st.Version != 5 || st.IPv4 != 1 || st.IPv6 != 1 || st.Server != "https://blocklistd.test:8443" || st.PID != os.Getpid() {
+	if st.Version != 5 || st.IPv4 != 1 || st.IPv6 != 1 || st.Server != "https://blocklistd.test:8443" || st.PID != os.Getpid() ||
+		st.Backend != "pf" || st.Table != "rampart" {
 		t.Errorf("live status = %+v", st)
 	}
 	// A second agent on the same state directory must not start.
@@ -386,7 +388,7 @@ func TestStatusSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, running, err = QueryStatus(context.Background(), dir)
-	if err != nil || running || st.Version != 5 {
+	if err != nil || running || st.Version != 5 || st.Backend != "pf" {
 		t.Errorf("after stop: QueryStatus = %+v, running %v, %v", st, running, err)
 	}
 	if _, _, err := QueryStatus(context.Background(), t.TempDir()); !errors.Is(err, ErrNoStatus) {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -71,6 +72,8 @@ type MetricsConfig struct {
 const (
 	DefaultStateDir = "/var/lib/rampart/blocklist-agent"
 	DefaultWait     = 60 * time.Second
+	// DefaultTable is the nftables or pf table name of both backends.
+	DefaultTable = "rampart"
 )
 
 // File names inside a certificate directory written by `pki bootstrap`.
@@ -126,6 +129,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Firewall.Backend == "" {
 		c.Firewall.Backend = apply.DefaultBackend
+	}
+	if !slices.Contains(apply.Backends(), c.Firewall.Backend) {
+		return fmt.Errorf("firewall.backend %q: this build offers %s", c.Firewall.Backend, strings.Join(apply.Backends(), ", "))
+	}
+	if c.Firewall.Table == "" {
+		c.Firewall.Table = DefaultTable
 	}
 	if _, err := c.AllowPrefixes(); err != nil {
 		return err

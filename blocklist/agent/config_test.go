@@ -21,7 +21,7 @@ func TestExampleConfig(t *testing.T) {
 	if c.Server.CA != "/etc/rampart/pki/root.pem" || c.Server.Cert != "/etc/rampart/pki/cert.pem" || c.Server.Key != "/etc/rampart/pki/key.pem" {
 		t.Errorf("cert_dir not expanded: %+v", c.Server)
 	}
-	if time.Duration(c.Server.Wait) != time.Minute || c.StateDir != DefaultStateDir || len(c.Detectors) != 2 {
+	if time.Duration(c.Server.Wait) != time.Minute || c.StateDir != DefaultStateDir || len(c.Detectors) != 2 || c.Firewall.Table != DefaultTable {
 		t.Errorf("example config = %+v", c)
 	}
 }
@@ -42,13 +42,18 @@ func TestConfigValidate(t *testing.T) {
 		{"bad allow", base + "firewall: {allow: [10.0.0.0/33]}\n", "firewall.allow"},
 		{"unknown key", base + "statedir: /x\n", "field statedir not found"},
 		{"bad level", base + "log_level: loud\n", "log_level"},
+		{"pf", base + "firewall: {backend: pf, pfctl: /sbin/pfctl}\n", ""},
+		{"bad backend", base + "firewall: {backend: ipfw}\n", "firewall.backend \"ipfw\""},
 		{"bad detector", base + "detectors: [{type: sshd}]\n", "detectors[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "agent.yaml")
 			os.WriteFile(path, []byte(tt.yaml), 0o600)
-			_, err := LoadConfig(path)
+			c, err := LoadConfig(path)
+			if err == nil && (c.Firewall.Backend == "" || c.Firewall.Table != DefaultTable) {
+				t.Errorf("firewall defaults not filled: %+v", c.Firewall)
+			}
 			switch {
 			case tt.err == "" && err != nil:
 				t.Errorf("LoadConfig: %v", err)

@@ -73,15 +73,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	a, err := New(Options{
-		Backend:    backend,
-		Server:     cl,
-		ServerName: cfg.Server.URL,
-		Policy:     policy,
-		StateDir:   cfg.StateDir,
-		Wait:       time.Duration(cfg.Server.Wait),
-		Backoff:    Backoff{Min: time.Duration(cfg.Server.BackoffMin), Max: time.Duration(cfg.Server.BackoffMax)},
-		Logger:     log,
-		Registry:   reg,
+		Backend:     backend,
+		Server:      cl,
+		ServerName:  cfg.Server.URL,
+		BackendName: cfg.Firewall.Backend,
+		Table:       cfg.Firewall.Table,
+		Policy:      policy,
+		StateDir:    cfg.StateDir,
+		Wait:        time.Duration(cfg.Server.Wait),
+		Backoff:     Backoff{Min: time.Duration(cfg.Server.BackoffMin), Max: time.Duration(cfg.Server.BackoffMax)},
+		Logger:      log,
+		Registry:    reg,
 	})
 	if err != nil {
 		return err

@@ -29,6 +29,10 @@ type Status struct {
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`
 	Server  string    `json:"server,omitempty"`
+	// Backend is the firewall enforcing the set (nftables, pf) and Table
+	// the table it holds it in.
+	Backend string `json:"backend,omitempty"`
+	Table   string `json:"table,omitempty"`
 
 	// Version is the blocklistd version enforced; 0 means none yet.
 	Version uint64 `json:"version"`

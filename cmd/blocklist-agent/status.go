@@ -83,6 +83,9 @@ func printStatus(w io.Writer, st agent.Status, running bool, now time.Time) {
 		reach += fmt.Sprintf(", %d failed attempts in a row", st.Failures)
 	}
 	fmt.Fprintf(w, "server:       %s, %s\n", st.Server, reach)
+	if st.Backend != "" {
+		fmt.Fprintf(w, "firewall:     %s, table %s\n", st.Backend, st.Table)
+	}
 	if st.LastError != "" && st.Failures > 0 {
 		fmt.Fprintf(w, "last error:   %s: %s\n", ago(st.ErrorAt), st.LastError)
 	}
