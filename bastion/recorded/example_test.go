@@ -1,6 +1,7 @@
 package recorded_test
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
@@ -75,4 +76,27 @@ func ExampleList() {
 	// Output:
 	// 20270101T090000Z-0000beef ended alice db1
 	// 1 pruned
+}
+
+// An sftp or scp session leaves a transfer log: asciicast v2 whose markers
+// are the file operations. WriteTransfers is what `bastion replay` prints
+// for it.
+func ExampleWriteTransfers() {
+	var log bytes.Buffer
+	w, _ := asciicast.NewWriter(&log, asciicast.Header{Width: 80, Height: 24, User: "alice", Target: "db1", Kind: "sftp"},
+		asciicast.WriterOptions{FlushInterval: -1, Now: func() time.Time { return time.Unix(0, 0) }})
+	w.Mark(`{"op":"upload","path":"/srv/report.csv","bytes":1024,"bytes_written":1024,"status":"ok"}`)
+	w.Mark(`{"op":"remove","path":"/srv/old.csv","status":"no such file"}`)
+	w.Mark("end")
+	w.Close()
+
+	rd, _ := asciicast.NewReader(&log)
+	if recorded.IsTransferKind(rd.Header.Kind) {
+		n, _ := recorded.WriteTransfers(os.Stdout, rd)
+		fmt.Println(n, "transfers")
+	}
+	// Output:
+	//       +0s  upload   "/srv/report.csv"  1024 bytes  ok
+	//       +0s  remove   "/srv/old.csv"  no such file
+	// 2 transfers
 }

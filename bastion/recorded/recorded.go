@@ -21,7 +21,9 @@
 //     exit-signal;
 //   - records shell and exec sessions as asciicast v2 files in
 //     [Options.Dir] (package [github.com/rampart-sec/rampart/bastion/recorded/asciicast]),
-//     and sftp and scp sessions as file-transfer audit events instead;
+//     and sftp and scp sessions as file-transfer audit events plus a
+//     transfer log (ID.transfers.cast, one marker per file operation) so
+//     that [List] shows them too;
 //   - sends the recording's SHA-256 to [Options.Audit] when the session ends.
 //
 // # Never a silent gap
@@ -29,9 +31,10 @@
 // If a recording cannot be started (disk full, unwritable directory) the
 // session is refused under the default [Refuse] policy; if it fails midway
 // the session is terminated. [Allow] lets the session run unrecorded, but
-// audits the gap. A live session is marked by ID.live beside ID.cast, locked
-// with flock by the process that records it: [List] tells live, ended and
-// interrupted (the recorder died) sessions apart.
+// audits the gap; the transfer log of an sftp or scp session counts as a
+// recording here. A live session is marked by ID.live beside its file,
+// locked with flock by the process that records it: [List] tells live,
+// ended and interrupted (the recorder died) sessions apart.
 //
 // Terminal modes are not relayed: gliderlabs/ssh does not expose the
 // client's modes, so the target's pty starts with its defaults.
