@@ -171,7 +171,11 @@ func printSessions(w io.Writer, recs []recorded.Recording, asJSON bool) error {
 			// What the operator wants of a transfer session is what it
 			// moved, not the size of its log.
 			size = humanBytes(r.TransferBytes)
-			cmd = strings.TrimSpace(fmt.Sprintf("(%d transfers) %s", r.Transfers, cmd))
+			noun := "transfers"
+			if r.Transfers == 1 {
+				noun = "transfer"
+			}
+			cmd = strings.TrimSpace(fmt.Sprintf("(%d %s) %s", r.Transfers, noun, cmd))
 		}
 		if r.Err != nil {
 			cmd = "(unreadable: " + r.Err.Error() + ")"
