@@ -70,6 +70,10 @@ type Agent struct {
 	// dirty means the backend may not hold entries (a failed apply): the
 	// next change must be a full Replace.
 	dirty bool
+	// unrestored is the saved snapshot the firewall refused at start,
+	// retried while blocklistd is unreachable; nil once enforced or
+	// superseded by blocklistd's set.
+	unrestored *Snapshot
 
 	mu     sync.Mutex
 	status Status
@@ -136,8 +140,8 @@ func (a *Agent) Status() Status {
 
 // Run enforces the persisted snapshot, then follows blocklistd until ctx
 // ends. It returns an error only when it cannot start (state directory,
-// socket, or a firewall that refuses the persisted snapshot); losing
-// blocklistd is never an error, and Run never empties the firewall.
+// socket); losing blocklistd or a firewall that refuses a change is never
+// an error (both are retried), and Run never empties the firewall.
 func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(a.o.StateDir, 0o700); err != nil {
 		return fmt.Errorf("blocklist agent: state_dir: %w", err)
@@ -147,9 +151,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("blocklist agent: %w", err)
 		}
 	}
-	if err := a.restore(ctx); err != nil {
-		return err
-	}
+	a.restore(ctx)
 	stop, done := make(chan struct{}), make(chan struct{})
 	go a.persistLoop(stop, done)
 	a.follow(ctx)
@@ -201,32 +203,52 @@ func (a *Agent) persist(snap *Snapshot) {
 	}
 }
 
-// restore enforces the snapshot saved by a previous run.
-func (a *Agent) restore(ctx context.Context) error {
+// restore enforces the snapshot saved by a previous run. A firewall that
+// refuses it (pfctl failing at boot, say) is not a reason to exit: on
+// OpenBSD nothing would restart the agent and the host would enforce
+// nothing. The snapshot is kept and retried while blocklistd is
+// unreachable; a set from blocklistd supersedes it.
+func (a *Agent) restore(ctx context.Context) {
 	path := filepath.Join(a.o.StateDir, SnapshotFile)
 	snap, err := LoadSnapshot(path, a.o.MaxEntries)
 	switch {
 	case errors.Is(err, ErrNoSnapshot):
 		a.log.Info("no saved snapshot; the firewall is left as it is until blocklistd answers", "path", path)
-		return nil
+		return
 	case err != nil:
 		// A damaged snapshot is not a reason to stay down: blocklistd
 		// will send a full one. The firewall keeps what it has meanwhile.
 		a.log.Error("saved snapshot unreadable; waiting for a full snapshot from blocklistd", "err", err)
-		return nil
+		return
 	}
-	entries := sortedUnique(snap.Entries)
-	if err := a.replace(ctx, entries); err != nil {
-		return fmt.Errorf("blocklist agent: enforce saved snapshot %s (version %d): %w", path, snap.Version, err)
+	snap.Entries = sortedUnique(snap.Entries)
+	if err := a.enforceSaved(ctx, snap); err != nil {
+		a.unrestored = &snap
+		a.log.Error("the firewall refused the saved snapshot; retrying until it or blocklistd's set is enforced", "err", err)
+		a.update(func(s *Status) {
+			s.Failures++
+			s.LastError = err.Error()
+			s.ErrorAt = a.clock.Now()
+		})
 	}
-	a.entries, a.version = entries, snap.Version
-	v4, v6 := countFamilies(entries)
+}
+
+// enforceSaved makes the firewall enforce a saved snapshot and adopts its
+// version.
+func (a *Agent) enforceSaved(ctx context.Context, snap Snapshot) error {
+	path := filepath.Join(a.o.StateDir, SnapshotFile)
+	if err := a.replace(ctx, snap.Entries); err != nil {
+		return &applyError{fmt.Errorf("enforce saved snapshot %s (version %d): %w", path, snap.Version, err)}
+	}
+	a.unrestored = nil
+	a.entries, a.version = snap.Entries, snap.Version
+	v4, v6 := countFamilies(snap.Entries)
 	a.setGauges(snap.Version, v4, v6)
 	a.update(func(s *Status) {
 		s.Restored = true
-		s.Version, s.Entries, s.IPv4, s.IPv6 = snap.Version, len(entries), v4, v6
+		s.Version, s.Entries, s.IPv4, s.IPv6 = snap.Version, len(snap.Entries), v4, v6
 	})
-	a.log.Info("enforcing saved snapshot", "version", snap.Version, "entries", len(entries))
+	a.log.Info("enforcing saved snapshot", "version", snap.Version, "entries", len(snap.Entries))
 	return nil
 }
 
@@ -260,6 +282,12 @@ func (a *Agent) follow(ctx context.Context) {
 			}
 		}
 		probe = true
+		if a.unrestored != nil && isUnreachable(err) {
+			if rerr := a.enforceSaved(ctx, *a.unrestored); rerr != nil {
+				a.log.Error("the firewall still refuses the saved snapshot", "err", rerr)
+				err = fmt.Errorf("%w; %v", err, rerr) // still unreachable: only the text of rerr
+			}
+		}
 		a.failed(err, bo.Failures()+1)
 		delay := bo.Next()
 		a.log.Warn("blocklistd sync failed; still enforcing the last good set", "err", err, "retry_in", delay.Round(time.Millisecond), "version", a.version)
@@ -331,6 +359,7 @@ func (a *Agent) handle(ctx context.Context, u client.Update) error {
 	}
 	prev := a.version
 	a.entries, a.version = next, u.Version
+	a.unrestored = nil
 	v4, v6 := countFamilies(next)
 	a.setGauges(u.Version, v4, v6)
 	now := a.clock.Now()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go4.org/netipx"
 
 	"github.com/rampart-sec/rampart/blocklist/client"
 	"github.com/rampart-sec/rampart/firewall"
@@ -283,6 +284,66 @@ func TestRestoreThenResync(t *testing.T) {
 	}
 	h.blocked("203.0.113.1")
 	h.notBlocked("192.0.2.1")
+}
+
+// refuseReplaces fails the first n Replace calls, as pfctl failing at
+// boot would; only the agent's Run goroutine calls it.
+type refuseReplaces struct {
+	*firewalltest.Backend
+	n int
+}
+
+func (r *refuseReplaces) Replace(ctx context.Context, set *netipx.IPSet) error {
+	if r.n > 0 {
+		r.n--
+		return errors.New("pfctl: Operation not permitted")
+	}
+	return r.Backend.Replace(ctx, set)
+}
+
+// A firewall refusing the saved snapshot at start does not stop the
+// agent: it retries the snapshot while blocklistd is unreachable.
+func TestRefusedSnapshotRetried(t *testing.T) {
+	h := newHarness(t, newFakeServer(step{err: errDown}, step{err: errDown}, step{err: errDown}))
+	if err := SaveSnapshot(filepath.Join(h.dir, SnapshotFile), Snapshot{Version: 7, Entries: pfx("192.0.2.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	h.backend = &refuseReplaces{Backend: h.fake, n: 2}
+	if err := h.run(); err != nil {
+		t.Fatalf("Run = %v; a refused snapshot must be retried, not end the agent", err)
+	}
+	h.blocked("192.0.2.1")
+	// Until the snapshot is enforced the agent holds no version; then it
+	// asks with the snapshot's.
+	if got, want := h.server.Haves(), []uint64{0, 0, 7, 7}; !slices.Equal(got, want) {
+		t.Errorf("versions sent = %v, want %v", got, want)
+	}
+	if st := h.agent.Status(); !st.Restored || st.Reachable || st.Version != 7 || st.Entries != 1 {
+		t.Errorf("status = %+v, want the restored snapshot, blocklistd unreachable", st)
+	}
+}
+
+// A set from blocklistd supersedes a saved snapshot the firewall refused.
+func TestRefusedSnapshotSuperseded(t *testing.T) {
+	h := newHarness(t, newFakeServer(
+		step{u: client.Update{Version: 9, Full: true, Entries: pfx("203.0.113.0/24")}},
+		step{err: errDown},
+	))
+	if err := SaveSnapshot(filepath.Join(h.dir, SnapshotFile), Snapshot{Version: 7, Entries: pfx("192.0.2.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	h.backend = &refuseReplaces{Backend: h.fake, n: 1}
+	if err := h.run(); err != nil {
+		t.Fatal(err)
+	}
+	h.blocked("203.0.113.1")
+	h.notBlocked("192.0.2.1")
+	if got := h.methods(); !slices.Equal(got, []string{"Replace"}) {
+		t.Errorf("backend calls that reached the firewall = %v, want only blocklistd's set", got)
+	}
+	if st := h.agent.Status(); st.Restored || st.Version != 9 {
+		t.Errorf("status = %+v", st)
+	}
 }
 
 func TestDamagedSnapshotWaitsForServer(t *testing.T) {
