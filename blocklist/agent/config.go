@@ -16,6 +16,7 @@ import (
 
 	"github.com/rampart-sec/rampart/blocklist/detect"
 	"github.com/rampart-sec/rampart/firewall/apply"
+	"github.com/rampart-sec/rampart/firewall/pf"
 	"github.com/rampart-sec/rampart/pkg/config"
 )
 
@@ -136,6 +137,9 @@ func (c *Config) Validate() error {
 	if c.Firewall.Table == "" {
 		c.Firewall.Table = DefaultTable
 	}
+	if err := c.Firewall.check(); err != nil {
+		return err
+	}
 	if _, err := c.AllowPrefixes(); err != nil {
 		return err
 	}
@@ -150,6 +154,26 @@ func (c *Config) Validate() error {
 	for i, d := range c.Detectors {
 		if _, err := d.Build(nil, nil); err != nil {
 			return fmt.Errorf("detectors[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// check refuses options of the other backend and a table name pf would
+// refuse, so that `run --check` (the OpenBSD rc.d pre-start) fails on
+// what `run` would.
+func (f *FirewallConfig) check() error {
+	switch f.Backend {
+	case "pf":
+		if f.NetNS != "" || f.Reject || f.Forward {
+			return fmt.Errorf("firewall: netns, reject and forward apply to nftables only; with pf, pf.conf decides how <%s> is blocked", f.Table)
+		}
+		if _, err := pf.New(pf.Options{Table: f.Table}); err != nil {
+			return fmt.Errorf("firewall.table: %w", err)
+		}
+	case "nftables":
+		if f.Pfctl != "" || f.KillStates {
+			return errors.New("firewall: pfctl and kill_states apply to pf only")
 		}
 	}
 	return nil

@@ -44,6 +44,9 @@ func TestConfigValidate(t *testing.T) {
 		{"bad level", base + "log_level: loud\n", "log_level"},
 		{"pf", base + "firewall: {backend: pf, pfctl: /sbin/pfctl}\n", ""},
 		{"bad backend", base + "firewall: {backend: ipfw}\n", "firewall.backend \"ipfw\""},
+		{"pf with netns", base + "firewall: {backend: pf, netns: /run/netns/x}\n", "nftables only"},
+		{"nftables with pfctl", base + "firewall: {backend: nftables, pfctl: /sbin/pfctl}\n", "pf only"},
+		{"pf table name", base + "firewall: {backend: pf, table: 'a b'}\n", "firewall.table"},
 		{"bad detector", base + "detectors: [{type: sshd}]\n", "detectors[0]"},
 	}
 	for _, tt := range tests {
