@@ -38,7 +38,7 @@ func TestE2EPF(t *testing.T) {
 		t.Errorf("status: %v\n%s", err, out)
 	}
 
-	// A second ban while the first stay: a delta adding only it, and
+	// A third ban while the first two stay: a delta adding only it, and
 	// only its states killed.
 	mark := len(r.ops())
 	r.admin("ban", "198.51.100.0/24")
