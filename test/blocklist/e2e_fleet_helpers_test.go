@@ -273,41 +273,56 @@ func (f *fleet) start(ag *fleetAgent) {
 	ag.proc = startProc(f.t, ag.host, ag.name, f.bin, "run", "--config", ag.cfg)
 }
 
-// status runs `blocklist-agent status --json` as an operator would.
-func (f *fleet) status(ag *fleetAgent) (agent.Status, bool) {
-	f.t.Helper()
-	out, err := exec.Command(f.bin, "status", "--json", "--config", ag.cfg).Output()
+// agentStatus runs `blocklist-agent status --json --config cfg` as an
+// operator would; an agent that never ran reads as the zero status, not
+// running.
+func agentStatus(t testing.TB, bin, cfg string) (agent.Status, bool) {
+	t.Helper()
+	out, err := exec.Command(bin, "status", "--json", "--config", cfg).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && strings.Contains(string(ee.Stderr), "never ran") {
 			return agent.Status{}, false
 		}
-		f.t.Fatalf("blocklist-agent status: %v: %s", err, out)
+		t.Fatalf("blocklist-agent status: %v: %s", err, out)
 	}
 	var st struct {
 		Running bool `json:"running"`
 		agent.Status
 	}
 	if err := json.Unmarshal(out, &st); err != nil {
-		f.t.Fatalf("blocklist-agent status --json: %v\n%s", err, out)
+		t.Fatalf("blocklist-agent status --json: %v\n%s", err, out)
 	}
 	return st.Status, st.Running
 }
 
-// waitStatus polls the agent's status until cond holds.
-func (f *fleet) waitStatus(ag *fleetAgent, what string, cond func(agent.Status, bool) bool) agent.Status {
-	f.t.Helper()
+// waitAgentStatus polls agentStatus until cond holds; the failure names
+// what was awaited and ends with more (the agent's output, say).
+func waitAgentStatus(t testing.TB, bin, cfg, what string, cond func(agent.Status, bool) bool, more func() string) agent.Status {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		st, running := f.status(ag)
+		st, running := agentStatus(t, bin, cfg)
 		if cond(st, running) {
 			return st
 		}
 		if time.Now().After(deadline) {
-			f.t.Fatalf("%s: %s not reached; status %+v running %v", ag.name, what, st, running)
+			t.Fatalf("%s not reached; status %+v running %v\n%s", what, st, running, more())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// status is agentStatus for ag.
+func (f *fleet) status(ag *fleetAgent) (agent.Status, bool) {
+	f.t.Helper()
+	return agentStatus(f.t, f.bin, ag.cfg)
+}
+
+// waitStatus is waitAgentStatus for ag.
+func (f *fleet) waitStatus(ag *fleetAgent, what string, cond func(agent.Status, bool) bool) agent.Status {
+	f.t.Helper()
+	return waitAgentStatus(f.t, f.bin, ag.cfg, ag.name+": "+what, cond, func() string { return "" })
 }
 
 // enforced reads what the kernel of h drops in table, through the library.

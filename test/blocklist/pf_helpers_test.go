@@ -9,7 +9,6 @@ package blocklist_test
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -320,35 +319,14 @@ func (r *pfRig) wantChanges(what string, n int, want ...string) {
 	}
 }
 
-// status runs `blocklist-agent status --json` as an operator would.
+// status is agentStatus for the rig's agent.
 func (r *pfRig) status() (agent.Status, bool) {
 	r.t.Helper()
-	out, err := exec.Command(r.agent, "status", "--json", "--config", r.agentCfg).Output()
-	if err != nil {
-		r.t.Fatalf("blocklist-agent status --json: %v: %s", err, out)
-	}
-	var st struct {
-		Running bool `json:"running"`
-		agent.Status
-	}
-	if err := json.Unmarshal(out, &st); err != nil {
-		r.t.Fatalf("blocklist-agent status --json: %v\n%s", err, out)
-	}
-	return st.Status, st.Running
+	return agentStatus(r.t, r.agent, r.agentCfg)
 }
 
-// waitStatus polls the agent's status until cond holds.
+// waitStatus is waitAgentStatus for the rig's agent.
 func (r *pfRig) waitStatus(what string, cond func(agent.Status, bool) bool) agent.Status {
 	r.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, running := r.status()
-		if cond(st, running) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("%s not reached; status %+v running %v\nagent output:\n%s", what, st, running, r.proc.log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return waitAgentStatus(r.t, r.agent, r.agentCfg, what, cond, func() string { return "agent output:\n" + r.proc.log.String() })
 }
