@@ -66,6 +66,15 @@ type expiryCA struct {
 	logs bytes.Buffer
 }
 
+// use makes t the test that c's helpers report to, until the returned
+// function restores the previous one: subtests must not fail their
+// parent (defer c.use(t)() first thing in each).
+func (c *expiryCA) use(t *testing.T) (restore func()) {
+	prev := c.t
+	c.t = t
+	return func() { c.t = prev }
+}
+
 func newExpiryCA(t *testing.T, bin, dsn string) *expiryCA {
 	t.Helper()
 	dir := t.TempDir()
@@ -384,6 +393,7 @@ func TestRenewAfterExpiry(t *testing.T) {
 			c := newExpiryCA(t, bin, st.dsn(t))
 
 			t.Run("allowed-renews-expired", func(t *testing.T) {
+				defer c.use(t)()
 				dir, _ := c.host("web1")
 				orig, expired := c.expire(dir, 24*time.Hour+expiredSince)
 				key := readFile(t, filepath.Join(dir, client.KeyFile))
@@ -451,6 +461,7 @@ func TestRenewAfterExpiry(t *testing.T) {
 			})
 
 			t.Run("allowed-expired-too-long-refused", func(t *testing.T) {
+				defer c.use(t)()
 				// step-ca's allowRenewalAfterExpiry has no window; pki's
 				// leaf.renewal_after_expiry_max (30d as pki init writes
 				// it) refuses a certificate that expired a year ago, and a
@@ -460,29 +471,11 @@ func TestRenewAfterExpiry(t *testing.T) {
 				c.wantTooOld(dir, expired, "hermit", "30d")
 
 				// The documented recovery: a fresh token minted on the CA.
-				oldKey := readFile(t, filepath.Join(dir, client.KeyFile))
-				tokFile := filepath.Join(t.TempDir(), "hermit.token")
-				if err := os.WriteFile(tokFile, []byte(c.token("hermit", "hermit.rampart.test", "127.0.0.1")+"\n"), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				hook, seenCert, _ := hookCmd(t.TempDir())
-				c.mustPKI("renew", "--dir", dir, "--exec", hook, "--token-file", tokFile)
-				nc := certOf(t, filepath.Join(dir, client.CertFile))
-				if now := time.Now(); now.Before(nc.NotBefore) || now.After(nc.NotAfter) || !sameNames(nc, orig) {
-					t.Fatalf("recovered certificate %v %v valid %s..%s", nc.DNSNames, nc.IPAddresses, nc.NotBefore, nc.NotAfter)
-				}
-				if readFile(t, filepath.Join(dir, client.KeyFile)) == oldKey {
-					t.Error("recovery kept the old key; it joins again with a new one")
-				}
-				if _, err := os.Stat(tokFile); !errors.Is(err, os.ErrNotExist) {
-					t.Errorf("used recovery token not deleted: %v", err)
-				}
-				if readFile(t, seenCert) != readFile(t, filepath.Join(dir, client.CertFile)) {
-					t.Error("hook did not run after the recovery")
-				}
+				c.wantRecovered(dir, "hermit", orig)
 			})
 
 			t.Run("expired-too-long-any-header-form", func(t *testing.T) {
+				defer c.use(t)()
 				// step-ca takes the renew token from whatever follows the
 				// first "Bearer " in the Authorization header. The age
 				// limit reads it the same way: "Basic Bearer TOKEN" from
@@ -504,6 +497,7 @@ func TestRenewAfterExpiry(t *testing.T) {
 			})
 
 			t.Run("limit-from-config", func(t *testing.T) {
+				defer c.use(t)()
 				// The limit is the configured value: at 1d, a certificate
 				// that expired 26 h ago is past it.
 				dir, _ := c.host("napper")
@@ -514,6 +508,7 @@ func TestRenewAfterExpiry(t *testing.T) {
 			})
 
 			t.Run("allowed-but-wrong-key-refused", func(t *testing.T) {
+				defer c.use(t)()
 				// Whoever holds only the expired certificate (it is public)
 				// cannot renew it: the token must be signed by its key.
 				dir, _ := c.host("thief")
@@ -541,6 +536,7 @@ func TestRenewAfterExpiry(t *testing.T) {
 			})
 
 			t.Run("revoked-then-expired-refused", func(t *testing.T) {
+				defer c.use(t)()
 				dir, orig := c.host("gone")
 				c.mustPKI("revoke", "--config", c.cfgPath, orig.SerialNumber.String())
 				c.expire(dir, 24*time.Hour+expiredSince)
@@ -563,6 +559,7 @@ func TestRenewAfterExpiry(t *testing.T) {
 			})
 
 			t.Run("policy-narrowed-refused", func(t *testing.T) {
+				defer c.use(t)()
 				// step-ca copies the old names into the renewed certificate
 				// without any name policy; pki holds renewals, expired or
 				// not, to the policy in force now.
@@ -587,6 +584,7 @@ func TestRenewAfterExpiry(t *testing.T) {
 			c.allowRenewalAfterExpiry(false)
 
 			t.Run("disallowed-refused", func(t *testing.T) {
+				defer c.use(t)()
 				dir, _ := c.host("sleepy")
 				_, expired := c.expire(dir, 24*time.Hour+expiredSince)
 				c.wantRefused(dir, "refused",
@@ -604,35 +602,41 @@ func TestRenewAfterExpiry(t *testing.T) {
 			})
 
 			t.Run("disallowed-recovery-token", func(t *testing.T) {
+				defer c.use(t)()
 				dir, orig := c.host("sleepy2")
 				c.expire(dir, 24*time.Hour+expiredSince)
-				oldKey := readFile(t, filepath.Join(dir, client.KeyFile))
-				tokFile := filepath.Join(t.TempDir(), "recovery.token")
-				if err := os.WriteFile(tokFile, []byte(c.token("sleepy2", "sleepy2.rampart.test", "127.0.0.1")+"\n"), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				work := t.TempDir()
-				hook, seenCert, _ := hookCmd(work)
-				c.mustPKI("renew", "--dir", dir, "--exec", hook, "--token-file", tokFile)
-				b, err := client.LoadBundle(dir)
-				if err != nil {
-					t.Fatal(err)
-				}
-				nc, now := b.Leaf(), time.Now()
-				if now.Before(nc.NotBefore) || now.After(nc.NotAfter) || !sameNames(nc, orig) {
-					t.Fatalf("recovered certificate %v %v valid %s..%s", nc.DNSNames, nc.IPAddresses, nc.NotBefore, nc.NotAfter)
-				}
-				if readFile(t, filepath.Join(dir, client.KeyFile)) == oldKey {
-					t.Error("recovery kept the old key; it joins again with a new one")
-				}
-				if _, err := os.Stat(tokFile); !errors.Is(err, os.ErrNotExist) {
-					t.Errorf("used recovery token not deleted: %v", err)
-				}
-				if readFile(t, seenCert) != readFile(t, filepath.Join(dir, client.CertFile)) {
-					t.Error("hook did not run after the recovery")
-				}
+				c.wantRecovered(dir, "sleepy2", orig)
 			})
 		})
+	}
+}
+
+// wantRecovered runs `pki renew --token-file` (with a reload hook) on
+// dir, whose certificate expired, with a fresh token for name minted on
+// the CA, and checks the documented recovery: a valid certificate with
+// orig's names, a new key, the token file deleted, the hook run.
+func (c *expiryCA) wantRecovered(dir, name string, orig *x509.Certificate) {
+	t := c.t
+	t.Helper()
+	oldKey := readFile(t, filepath.Join(dir, client.KeyFile))
+	tokFile := filepath.Join(t.TempDir(), name+".token")
+	if err := os.WriteFile(tokFile, []byte(c.token(name, name+".rampart.test", "127.0.0.1")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hook, seenCert, _ := hookCmd(t.TempDir())
+	c.mustPKI("renew", "--dir", dir, "--exec", hook, "--token-file", tokFile)
+	nc := certOf(t, filepath.Join(dir, client.CertFile))
+	if now := time.Now(); now.Before(nc.NotBefore) || now.After(nc.NotAfter) || !sameNames(nc, orig) {
+		t.Fatalf("recovered certificate %v %v valid %s..%s", nc.DNSNames, nc.IPAddresses, nc.NotBefore, nc.NotAfter)
+	}
+	if readFile(t, filepath.Join(dir, client.KeyFile)) == oldKey {
+		t.Error("recovery kept the old key; it joins again with a new one")
+	}
+	if _, err := os.Stat(tokFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("used recovery token not deleted: %v", err)
+	}
+	if readFile(t, seenCert) != readFile(t, filepath.Join(dir, client.CertFile)) {
+		t.Error("hook did not run after the recovery")
 	}
 }
 
