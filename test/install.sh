@@ -28,12 +28,23 @@ declare -A pkgs=(
 	[runuser]=util-linux
 	[pg_isready]=postgresql-client
 	[sftp]=openssh-client
+	[plink]=putty-tools
+	[dbclient]=dropbear-bin
+	[caddy]=caddy
+	[ansible-playbook]=ansible-core
+	[promtool]=prometheus
+	[systemd-analyze]=systemd
+	[python3]=python3
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do
 	p=/usr/sbin/$cmd
 	command -v "$cmd" >/dev/null 2>&1 || [ -x "$p" ] || missing+=("${pkgs[$cmd]}")
 done
+# paramiko for Debian's own python3 (not whatever python3 is first on PATH).
+if ! /usr/bin/python3 -c 'import paramiko' >/dev/null 2>&1; then
+	missing+=(python3-paramiko)
+fi
 # PostgreSQL server binaries live outside PATH on Debian.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
 	missing+=(postgresql)
