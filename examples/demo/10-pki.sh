@@ -17,7 +17,7 @@ pki_port=${PKI_PORT:-9443}
 pki_cfg=$pki_dir/pki.yaml
 if [ ! -f "$pki_cfg" ]; then
 	pki init --dir "$pki_dir" --name "Rampart Demo" --listen "127.0.0.1:$pki_port" --dns localhost --dns 127.0.0.1 \
-		--metrics 127.0.0.1:9472 --audit-log audit.log >"$DEMO/pki-init.log"
+		--metrics "127.0.0.1:${PKI_METRICS_PORT:-9473}" --audit-log audit.log >"$DEMO/pki-init.log"
 fi
 start pki pki serve --config "$pki_cfg"
 wait_port "127.0.0.1:$pki_port"
@@ -53,4 +53,4 @@ next "pki bootstrap --ca-url $PKI_URL --fingerprint $PKI_FINGERPRINT --token TOK
 next "pki renew --dir $pki_dir/certs/agent --force --exec 'echo reloaded'"
 next "step ca certificate web2 web2.crt web2.key --token \$(pki token web2 --config $pki_cfg) --ca-url $PKI_URL --root $pki_dir/root_ca.crt"
 next "ssh-keygen -t ed25519 -f /tmp/id_demo -N '' && pki ssh-sign --config $pki_cfg --user alice --key /tmp/id_demo.pub --ttl 5m"
-next "tail -f $pki_dir/audit.log; curl -s http://127.0.0.1:9472/metrics | grep rampart_pki"
+next "tail -f $pki_dir/audit.log; curl -s http://127.0.0.1:${PKI_METRICS_PORT:-9473}/metrics | grep rampart_pki"
