@@ -58,12 +58,9 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	// Replicas starting together race on CREATE TABLE IF NOT EXISTS; a lock
-	// makes the schema step one at a time.
-	_, err = pool.Exec(ctx, `SELECT pg_advisory_lock(746162); `+schema+`SELECT pg_advisory_unlock(746162);`)
-	if err != nil {
+	if err := createSchema(ctx, pool); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("pgstore: create schema: %w", err)
+		return nil, err
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	s := &Store{pool: pool, log: log, notify: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}), retain: DefaultRetain}
@@ -76,6 +73,29 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// schemaLock is the advisory lock key that serializes schema creation.
+const schemaLock = 746162
+
+// createSchema runs the schema in a transaction of its own under a
+// transaction-scoped advisory lock. Replicas starting together race on
+// CREATE TABLE IF NOT EXISTS (both see no table, one fails on the catalog's
+// unique index); the lock must be held until the creating transaction has
+// committed, which a session lock released by a statement inside that same
+// transaction is not.
+func createSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLock)); err != nil {
+			return fmt.Errorf("advisory lock: %w", err)
+		}
+		_, err := tx.Exec(ctx, schema)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("pgstore: create schema: %w", err)
+	}
+	return nil
 }
 
 func (s *Store) listen(ctx context.Context, ready chan<- error) {
