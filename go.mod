@@ -284,3 +284,5 @@ require (
 	gopkg.in/yaml.v2 v2.4.0 // indirect
 	rsc.io/qr v0.2.0 // indirect
 )
+
+replace golang.org/x/crypto => ./third_party/x/crypto
