@@ -108,13 +108,15 @@ func Write(path string, opts Options, fill func(w io.Writer) error) (err error) 
 	if err = f.Sync(); err != nil {
 		return fmt.Errorf("atomicfile: sync %s: %w", tmp, err)
 	}
+	// Mode first: once the file belongs to another user, chmod would need
+	// CAP_FOWNER, which the shipped units do not grant (only CAP_CHOWN).
+	if err = f.Chmod(mode); err != nil {
+		return fmt.Errorf("atomicfile: chmod %s: %w", path, err)
+	}
 	if opts.UID != -1 || opts.GID != -1 {
 		if err = f.Chown(opts.UID, opts.GID); err != nil {
 			return fmt.Errorf("atomicfile: chown %s: %w", path, err)
 		}
-	}
-	if err = f.Chmod(mode); err != nil {
-		return fmt.Errorf("atomicfile: chmod %s: %w", path, err)
 	}
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("atomicfile: close %s: %w", tmp, err)
