@@ -6,6 +6,12 @@
 //
 // Success never resets a source's count (an attacker can own one account),
 // only the user's.
+//
+// Which failures count against whom is the caller's choice, and it decides
+// who can lock whom out: the bastion counts a wrong key against the source
+// only, and a wrong second factor after the user's own valid key against
+// the user too, so a stranger who knows a user name cannot lock that user
+// out. Every lock and every unlock is reported through [Options.OnLock].
 package guard
 
 import (
@@ -65,6 +71,7 @@ type entry struct {
 	fails       []time.Time
 	lockedUntil time.Time
 	reportedAt  time.Time
+	announced   bool // a lock was reported through OnLock, its unlock not yet
 }
 
 // prune drops failures outside the window and reports whether the entry
@@ -75,7 +82,29 @@ func (e *entry) prune(now time.Time, window time.Duration) bool {
 		i++
 	}
 	e.fails = e.fails[i:]
-	return len(e.fails) > 0 || now.Before(e.lockedUntil)
+	return len(e.fails) > 0 || now.Before(e.lockedUntil) || e.announced
+}
+
+// Event is one lock or unlock, for the audit log and metrics.
+type Event struct {
+	Kind     string     // KindSource or KindUser
+	Source   netip.Addr // Kind source
+	User     string     // Kind user
+	Locked   bool       // true: locked; false: the lockout ended
+	Until    time.Time  // when the lockout ends (Locked)
+	Failures int        // failures in the window when locked
+}
+
+// Lockout kinds.
+const (
+	KindSource = "source"
+	KindUser   = "user"
+)
+
+// Lock is an active lockout.
+type Lock struct {
+	Kind  string // KindSource or KindUser
+	Until time.Time
 }
 
 // Guard is safe for concurrent use.
@@ -85,6 +114,7 @@ type Guard struct {
 	logger   *slog.Logger
 	now      func() time.Time
 	onReport func(addr netip.Addr, err error)
+	onLock   func(Event)
 
 	mu      sync.Mutex
 	sources map[netip.Addr]*entry
@@ -98,12 +128,16 @@ type Options struct {
 	Now      func() time.Time
 	// OnReport is called after each report attempt (audit, metrics).
 	OnReport func(addr netip.Addr, err error)
+	// OnLock is called for every lock and every unlock, outside the
+	// Guard's lock and in order for one key. An unlock is noticed by the
+	// next call that looks at the key, or by [Guard.Sweep].
+	OnLock func(Event)
 }
 
 // New returns a Guard.
 func New(cfg Config, opts Options) *Guard {
 	cfg.defaults()
-	g := &Guard{cfg: cfg, reporter: opts.Reporter, logger: opts.Logger, now: opts.Now, onReport: opts.OnReport,
+	g := &Guard{cfg: cfg, reporter: opts.Reporter, logger: opts.Logger, now: opts.Now, onReport: opts.OnReport, onLock: opts.OnLock,
 		sources: map[netip.Addr]*entry{}, users: map[string]*entry{}}
 	if g.now == nil {
 		g.now = time.Now
@@ -120,18 +154,88 @@ func (g *Guard) Config() Config { return g.cfg }
 // Locked reports whether src or user (empty: not checked) is locked out,
 // and which one, in words for the audit log.
 func (g *Guard) Locked(src netip.Addr, user string) (bool, string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := g.now()
-	if e := g.sources[src.Unmap()]; e != nil && now.Before(e.lockedUntil) {
-		return true, "source locked out after repeated failures"
+	l, ok := g.Lockout(src, user)
+	if !ok {
+		return false, ""
 	}
-	if user != "" {
-		if e := g.users[user]; e != nil && now.Before(e.lockedUntil) {
-			return true, "user locked out after repeated failures"
+	return true, l.Kind + " locked out after repeated failures"
+}
+
+// Lockout returns the lockout of src, else of user (empty: not checked).
+func (g *Guard) Lockout(src netip.Addr, user string) (Lock, bool) {
+	src = src.Unmap()
+	g.mu.Lock()
+	now := g.now()
+	var evs []Event
+	var l Lock
+	found := false
+	if e := g.sources[src]; e != nil {
+		if now.Before(e.lockedUntil) {
+			l, found = Lock{Kind: KindSource, Until: e.lockedUntil}, true
+		}
+		evs = g.expired(evs, e, now, Event{Kind: KindSource, Source: src})
+	}
+	if e := g.users[user]; user != "" && e != nil {
+		if !found && now.Before(e.lockedUntil) {
+			l, found = Lock{Kind: KindUser, Until: e.lockedUntil}, true
+		}
+		evs = g.expired(evs, e, now, Event{Kind: KindUser, User: user})
+	}
+	g.mu.Unlock()
+	g.emit(evs)
+	return l, found
+}
+
+// expired appends the unlock event of e if its announced lock has ended.
+func (g *Guard) expired(evs []Event, e *entry, now time.Time, ev Event) []Event {
+	if e.announced && !now.Before(e.lockedUntil) {
+		e.announced = false
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+// locked marks e locked and returns the lock event.
+func (g *Guard) locked(e *entry, now time.Time, n int, ev Event) Event {
+	e.lockedUntil = now.Add(g.cfg.Lockout)
+	e.announced = true
+	ev.Locked, ev.Until, ev.Failures = true, e.lockedUntil, n
+	return ev
+}
+
+func (g *Guard) emit(evs []Event) {
+	for _, ev := range evs {
+		if ev.Locked {
+			g.logger.Warn("bastion: locked out", "kind", ev.Kind, "source", ev.Source, "user", ev.User, "failures", ev.Failures, "until", ev.Until)
+		} else {
+			g.logger.Info("bastion: lockout ended", "kind", ev.Kind, "source", ev.Source, "user", ev.User)
+		}
+		if g.onLock != nil {
+			g.onLock(ev)
 		}
 	}
-	return false, ""
+}
+
+// Sweep reports the unlock of every lockout that has ended (a caller
+// runs it periodically so unlocks are recorded without a new attempt).
+func (g *Guard) Sweep() {
+	g.mu.Lock()
+	now := g.now()
+	var evs []Event
+	for a, e := range g.sources {
+		evs = g.expired(evs, e, now, Event{Kind: KindSource, Source: a})
+		if !e.prune(now, g.cfg.Window) {
+			delete(g.sources, a)
+		}
+	}
+	for u, e := range g.users {
+		evs = g.expired(evs, e, now, Event{Kind: KindUser, User: u})
+		if !e.prune(now, g.cfg.Window) {
+			delete(g.users, u)
+		}
+	}
+	g.mu.Unlock()
+	g.emit(evs)
 }
 
 // Fail records one failure from src against user (user empty or unknown:
@@ -142,12 +246,13 @@ func (g *Guard) Fail(src netip.Addr, user string, reason string) time.Duration {
 	src = src.Unmap()
 	g.mu.Lock()
 	now := g.now()
+	var evs []Event
 	se := entryFor(g, g.sources, src, now)
+	evs = g.expired(evs, se, now, Event{Kind: KindSource, Source: src})
 	se.fails = append(se.fails, now)
 	n := len(se.fails)
 	if n >= g.cfg.SourceThreshold && !now.Before(se.lockedUntil) {
-		se.lockedUntil = now.Add(g.cfg.Lockout)
-		g.logger.Warn("bastion: source locked out", "source", src, "failures", n, "until", se.lockedUntil)
+		evs = append(evs, g.locked(se, now, n, Event{Kind: KindSource, Source: src}))
 	}
 	report := g.reporter != nil && g.cfg.ReportThreshold > 0 && n >= g.cfg.ReportThreshold &&
 		now.Sub(se.reportedAt) > g.cfg.Window
@@ -157,14 +262,15 @@ func (g *Guard) Fail(src netip.Addr, user string, reason string) time.Duration {
 	un := 0
 	if user != "" {
 		ue := entryFor(g, g.users, user, now)
+		evs = g.expired(evs, ue, now, Event{Kind: KindUser, User: user})
 		ue.fails = append(ue.fails, now)
 		un = len(ue.fails)
 		if un >= g.cfg.UserThreshold && !now.Before(ue.lockedUntil) {
-			ue.lockedUntil = now.Add(g.cfg.Lockout)
-			g.logger.Warn("bastion: user locked out", "user", user, "failures", un, "until", ue.lockedUntil)
+			evs = append(evs, g.locked(ue, now, un, Event{Kind: KindUser, User: user}))
 		}
 	}
 	g.mu.Unlock()
+	g.emit(evs)
 
 	if report {
 		go func() {
@@ -194,10 +300,14 @@ func (g *Guard) backoff(n int) time.Duration {
 // Success forgets the user's failures (not the source's).
 func (g *Guard) Success(user string) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if e := g.users[user]; e != nil && !g.now().Before(e.lockedUntil) {
+	now := g.now()
+	var evs []Event
+	if e := g.users[user]; e != nil && !now.Before(e.lockedUntil) {
+		evs = g.expired(evs, e, now, Event{Kind: KindUser, User: user})
 		delete(g.users, user)
 	}
+	g.mu.Unlock()
+	g.emit(evs)
 }
 
 // Tracked returns how many sources and users hold state (metrics, tests).
