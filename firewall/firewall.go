@@ -24,10 +24,39 @@ import (
 	"go4.org/netipx"
 )
 
-// Delta is an in-place change to the enforced set.
+// Delta is an in-place change to the enforced set of addresses, with one
+// meaning everywhere (every [Backend], the agent, blocklistd's updates):
+// first every address of Remove is taken out, then every address of Add
+// is put in. After Apply(d) a backend that enforced the set E enforces
+//
+//	(E \ ⋃Remove) ∪ ⋃Add
+//
+// exactly what Replace of that set would enforce. So a prefix named in both
+// lists ends up blocked, and removing 10.0.0.0/24 then adding 10.0.0.7
+// leaves 10.0.0.7 blocked: the additions are the part of the set that
+// must hold afterwards, whatever the removals overlap. Removal never
+// consults how an address came to be blocked; a caller that removes a
+// prefix while a narrower or wider entry of its own still covers part of
+// it must name that entry in Add (the agent does, see blocklist/agent).
 type Delta struct {
 	Add    []netip.Prefix
 	Remove []netip.Prefix
+}
+
+// ApplyTo returns what a backend enforcing cur enforces after d: the
+// reference every Backend.Apply is tested against.
+func (d Delta) ApplyTo(cur *netipx.IPSet) (*netipx.IPSet, error) {
+	var b netipx.IPSetBuilder
+	if cur != nil {
+		b.AddSet(cur)
+	}
+	for _, p := range d.Remove {
+		b.RemovePrefix(p.Masked())
+	}
+	for _, p := range d.Add {
+		b.AddPrefix(p.Masked())
+	}
+	return b.IPSet()
 }
 
 // Backend enforces a blocklist on this host.
@@ -35,8 +64,11 @@ type Delta struct {
 // Invariants every implementation keeps:
 //   - Replace is atomic: no packet ever sees an empty or half-loaded set,
 //     and a crash in the middle leaves the old set or the new one.
-//   - Apply changes only the entries named; adding a present entry or
-//     removing an absent one is not an error.
+//   - Apply leaves exactly [Delta.ApplyTo] of the set before: removals
+//     first, then additions, so an address both removed and added stays
+//     blocked, and no address that stays blocked is ever let through
+//     while the change is made. It changes no address outside the delta;
+//     adding a present entry or removing an absent one is not an error.
 //   - Current reports what the kernel enforces, not what was last asked.
 //   - Remove takes away everything Rampart installed and nothing else.
 //

@@ -179,7 +179,10 @@ func (p Policy) BuildSet(entries iter.Seq[netip.Prefix]) (*Set, Stats, error) {
 
 // BuildDelta applies the policy to a change: refused entries and the
 // allowlist are taken out of the additions. Removals pass through (taking
-// an entry away never blocks anyone), except invalid ones.
+// an entry away never blocks anyone), except invalid ones. Applied to a
+// set built by [Policy.Build], the result is the set Build gives for the
+// entries after the change, provided d follows the [Delta] contract (every
+// remaining entry that overlaps a removal is among the additions).
 func (p Policy) BuildDelta(d Delta) (Delta, Stats, error) {
 	set, st, err := p.Build(d.Add)
 	if err != nil {

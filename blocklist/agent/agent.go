@@ -353,7 +353,7 @@ func (a *Agent) handle(ctx context.Context, u client.Update) error {
 		return nil // the long-poll ended without a change
 	default:
 		next = applyDelta(a.entries, u.Add, u.Remove)
-		if err := a.apply(ctx, next, firewall.Delta{Add: u.Add, Remove: u.Remove}); err != nil {
+		if err := a.apply(ctx, next, firewallDelta(next, u.Add, u.Remove)); err != nil {
 			return &applyError{err}
 		}
 	}

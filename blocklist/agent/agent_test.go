@@ -470,6 +470,8 @@ func TestApplyDelta(t *testing.T) {
 		{"interleave", pfx("10.0.0.1/32", "10.0.0.5/32", "2001:db8::/32"), pfx("10.0.0.3/32", "::/0"), pfx("10.0.0.5/32"),
 			pfx("10.0.0.1/32", "10.0.0.3/32", "::/0", "2001:db8::/32")},
 		{"same address other length", pfx("10.0.0.0/24"), pfx("10.0.0.0/16"), pfx("10.0.0.0/24"), pfx("10.0.0.0/16")},
+		{"removed and added stays", pfx("10.0.0.1/32"), pfx("10.0.0.2/32", "10.0.0.1/32"), pfx("10.0.0.1/32", "10.0.0.2/32"), pfx("10.0.0.1/32", "10.0.0.2/32")},
+		{"removal matches exactly", pfx("10.77.0.92/30", "10.77.0.94/32"), nil, pfx("10.77.0.92/30"), pfx("10.77.0.94/32")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

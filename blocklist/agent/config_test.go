@@ -18,7 +18,8 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Server.CA != "/etc/rampart/pki/root.pem" || c.Server.Cert != "/etc/rampart/pki/cert.pem" || c.Server.Key != "/etc/rampart/pki/key.pem" {
+	const dir = "/etc/rampart/tls/blocklist-agent/"
+	if c.Server.CA != dir+"root.pem" || c.Server.Cert != dir+"cert.pem" || c.Server.Key != dir+"key.pem" {
 		t.Errorf("cert_dir not expanded: %+v", c.Server)
 	}
 	if time.Duration(c.Server.Wait) != time.Minute || c.StateDir != DefaultStateDir || len(c.Detectors) != 2 || c.Firewall.Table != DefaultTable {

@@ -3,6 +3,10 @@ package agent
 import (
 	"net/netip"
 	"slices"
+
+	"go4.org/netipx"
+
+	"github.com/rampart-sec/rampart/firewall"
 )
 
 // comparePrefix orders prefixes by address, then length: the order the
@@ -24,8 +28,11 @@ func sortedUnique(ps []netip.Prefix) []netip.Prefix {
 	return slices.Compact(ps)
 }
 
-// applyDelta returns cur (sorted, unique) with remove taken out and add
-// put in, sorted and unique, in one merge pass. cur is not modified.
+// applyDelta returns cur (sorted, unique) with remove taken out and then
+// add put in, sorted and unique, in one merge pass: a prefix in both lists
+// stays, as [firewall.Delta] and the wire format say. Entries are matched
+// exactly: removing 10.0.0.0/24 does not touch an entry 10.0.0.7/32. cur
+// is not modified.
 func applyDelta(cur, add, remove []netip.Prefix) []netip.Prefix {
 	add = sortedUnique(slices.Clone(add))
 	gone := make(map[netip.Prefix]struct{}, len(remove))
@@ -34,18 +41,20 @@ func applyDelta(cur, add, remove []netip.Prefix) []netip.Prefix {
 	}
 	out := make([]netip.Prefix, 0, len(cur)+len(add))
 	keep := func(p netip.Prefix) {
-		if _, ok := gone[p]; ok {
-			return
-		}
 		if n := len(out); n > 0 && out[n-1] == p {
 			return
 		}
 		out = append(out, p)
 	}
+	keepCur := func(p netip.Prefix) {
+		if _, ok := gone[p]; !ok {
+			keep(p)
+		}
+	}
 	i, j := 0, 0
 	for i < len(cur) && j < len(add) {
 		if comparePrefix(cur[i], add[j]) <= 0 {
-			keep(cur[i])
+			keepCur(cur[i])
 			i++
 		} else {
 			keep(add[j])
@@ -53,12 +62,67 @@ func applyDelta(cur, add, remove []netip.Prefix) []netip.Prefix {
 		}
 	}
 	for ; i < len(cur); i++ {
-		keep(cur[i])
+		keepCur(cur[i])
 	}
 	for ; j < len(add); j++ {
 		keep(add[j])
 	}
 	return out
+}
+
+// firewallDelta turns a change of entries (cur to next by removing remove
+// and adding add) into the change of blocked addresses a backend applies.
+// Taking an entry away unblocks all its addresses, so every entry of next
+// that overlaps a removed one (a /32 inside a lifted /30, the /24 around a
+// lifted /32) is added again after the removals; the result is then what
+// a full replace of next gives. blocklistd publishes entries that never
+// overlap, which makes this a no-op, but the agent does not rely on it.
+func firewallDelta(next, add, remove []netip.Prefix) firewall.Delta {
+	d := firewall.Delta{Add: slices.Clone(add), Remove: remove}
+	if len(remove) == 0 || len(next) == 0 {
+		return d
+	}
+	// Lengths present in next, per family: the only ones an ancestor of a
+	// removed prefix can have.
+	var lens4 uint64
+	var lens6 [3]uint64
+	for _, p := range next {
+		if p.Addr().Is4() {
+			lens4 |= 1 << p.Bits()
+		} else {
+			lens6[p.Bits()/64] |= 1 << (p.Bits() % 64)
+		}
+	}
+	seen := map[netip.Prefix]bool{}
+	again := func(p netip.Prefix) {
+		if !seen[p] {
+			seen[p] = true
+			d.Add = append(d.Add, p)
+		}
+	}
+	for _, r := range remove {
+		// Entries inside r sort from r itself to r's last address.
+		i, _ := slices.BinarySearchFunc(next, r, comparePrefix)
+		last := netipx.PrefixLastIP(r)
+		for ; i < len(next) && next[i].Addr().BitLen() == r.Addr().BitLen() && next[i].Addr().Compare(last) <= 0; i++ {
+			again(next[i])
+		}
+		// Entries around r: its ancestors of the lengths next holds.
+		for bits := range r.Bits() {
+			has := lens4&(1<<bits) != 0
+			if r.Addr().Is6() {
+				has = lens6[bits/64]&(1<<(bits%64)) != 0
+			}
+			if !has {
+				continue
+			}
+			up := netip.PrefixFrom(r.Addr(), bits).Masked()
+			if _, ok := slices.BinarySearchFunc(next, up, comparePrefix); ok {
+				again(up)
+			}
+		}
+	}
+	return d
 }
 
 // countFamilies counts IPv4 and IPv6 entries.

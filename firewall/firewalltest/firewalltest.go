@@ -60,7 +60,7 @@ func (b *Backend) Replace(ctx context.Context, set *netipx.IPSet) error {
 	return nil
 }
 
-// Apply adds and removes entries.
+// Apply removes, then adds, as [firewall.Delta] says.
 func (b *Backend) Apply(ctx context.Context, d firewall.Delta) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -68,15 +68,7 @@ func (b *Backend) Apply(ctx context.Context, d firewall.Delta) error {
 	if err := b.fail(ctx); err != nil {
 		return err
 	}
-	var sb netipx.IPSetBuilder
-	sb.AddSet(&b.set)
-	for _, p := range d.Add {
-		sb.AddPrefix(p)
-	}
-	for _, p := range d.Remove {
-		sb.RemovePrefix(p)
-	}
-	set, err := sb.IPSet()
+	set, err := d.ApplyTo(&b.set)
 	if err != nil {
 		return err
 	}

@@ -206,7 +206,7 @@ func TestDeltaBatch(t *testing.T) {
 	plan, err := b.planDelta(deltaOf(
 		[]string{"192.0.2.9/32", "203.0.113.128/25", "2001:db8::/64"},
 		[]string{"198.51.100.7/32", "192.0.2.1/32", "10.0.0.0/30"},
-	))
+	), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ package nftables
 
 import (
 	"net/netip"
+	"slices"
 
 	nft "github.com/google/nftables"
 	"go4.org/netipx"
@@ -31,26 +32,25 @@ func (p deltaPlan) empty() bool {
 	return len(p.addSingles)+len(p.delSingles)+len(p.addRanges)+len(p.delRanges) == 0
 }
 
-// planDelta works out the element changes for d. Single addresses go to
-// and from the hash sets directly. Interval sets must never hold
-// overlapping intervals, so the new intervals are computed from the cached
-// ones (merging additions, splitting around removals) and only the
-// intervals that differ are deleted and added. When an entry is both added
-// and removed, the removal wins.
-func (b *Backend) planDelta(d firewall.Delta) (deltaPlan, error) {
+// planDelta works out the element changes for d, removals first and
+// additions after them, as [firewall.Delta] says: an address both removed
+// and added stays blocked. Single addresses go to and from the hash sets
+// directly; the batch deletes before it adds, so the same address in both
+// lists ends up present. Interval sets must never hold overlapping
+// intervals, so the new intervals are computed from the cached ones
+// (splitting around removals, then merging additions) and only the
+// intervals that differ are deleted and added. A hash-set address inside
+// an interval is harmless (both drop it) and is left as it is.
+// singlesIn lists the hash-set addresses inside removals too wide to
+// enumerate (the kernel's, in [Backend.Apply]).
+func (b *Backend) planDelta(d firewall.Delta, singlesIn func(wide []netip.Prefix) ([]netip.Addr, error)) (deltaPlan, error) {
 	var plan deltaPlan
-	var rb, removed netipx.IPSetBuilder
+	var rb netipx.IPSetBuilder
 	rb.AddSet(b.ranges)
-	for _, p := range d.Add {
-		if p.Bits() != p.Addr().BitLen() {
-			rb.AddPrefix(p.Masked())
-		}
-	}
 	var wide []netip.Prefix
 	for _, p := range d.Remove {
 		p = p.Masked()
 		rb.RemovePrefix(p)
-		removed.AddPrefix(p)
 		switch {
 		case p.IsSingleIP():
 			plan.delSingles = append(plan.delSingles, p.Addr())
@@ -62,35 +62,24 @@ func (b *Backend) planDelta(d firewall.Delta) (deltaPlan, error) {
 			wide = append(wide, p)
 		}
 	}
-	rem, err := removed.IPSet()
-	if err != nil {
-		return plan, err
-	}
 	for _, p := range d.Add {
-		if p.IsSingleIP() && !rem.Contains(p.Addr()) {
+		p = p.Masked()
+		if p.IsSingleIP() {
 			plan.addSingles = append(plan.addSingles, p.Addr())
+		} else {
+			rb.AddPrefix(p)
 		}
 	}
 	if len(wide) > 0 {
-		err := b.readSets(func(s *nft.Set, elems []nft.SetElement) error {
-			for _, e := range elems {
-				a, ok := netip.AddrFromSlice(e.Key)
-				if !ok {
-					continue
-				}
-				for _, w := range wide {
-					if w.Contains(a) {
-						plan.delSingles = append(plan.delSingles, a)
-						break
-					}
-				}
-			}
-			return nil
-		}, setAddr4, setAddr6)
+		in, err := singlesIn(wide)
 		if err != nil {
 			return plan, err
 		}
+		plan.delSingles = append(plan.delSingles, in...)
 	}
+	// Deleting one element twice in a batch fails the whole batch.
+	plan.delSingles = uniqueAddrs(plan.delSingles)
+	plan.addSingles = uniqueAddrs(plan.addSingles)
 	if !touchesRanges(b.ranges, d) {
 		// The common delta (single addresses in and out, none inside a
 		// blocked range) leaves the interval sets alone.
@@ -104,6 +93,33 @@ func (b *Backend) planDelta(d firewall.Delta) (deltaPlan, error) {
 	plan.ranges = newRanges
 	plan.delRanges, plan.addRanges = diffRanges(b.ranges.Ranges(), newRanges.Ranges())
 	return plan, nil
+}
+
+func uniqueAddrs(as []netip.Addr) []netip.Addr {
+	slices.SortFunc(as, netip.Addr.Compare)
+	return slices.Compact(as)
+}
+
+// singlesIn reads the hash sets from the kernel and returns the addresses
+// inside wide.
+func (b *Backend) singlesIn(wide []netip.Prefix) ([]netip.Addr, error) {
+	var out []netip.Addr
+	err := b.readSets(func(s *nft.Set, elems []nft.SetElement) error {
+		for _, e := range elems {
+			a, ok := netip.AddrFromSlice(e.Key)
+			if !ok {
+				continue
+			}
+			for _, w := range wide {
+				if w.Contains(a) {
+					out = append(out, a)
+					break
+				}
+			}
+		}
+		return nil
+	}, setAddr4, setAddr6)
+	return out, err
 }
 
 // diffRanges returns the ranges only in old and those only in new; both

@@ -364,7 +364,7 @@ func (b *Backend) Apply(ctx context.Context, d firewall.Delta) error {
 		}
 		b.ranges = cur
 	}
-	plan, err := b.planDelta(d)
+	plan, err := b.planDelta(d, b.singlesIn)
 	if err != nil {
 		return err
 	}

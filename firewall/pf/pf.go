@@ -150,10 +150,10 @@ func (b *Backend) Replace(ctx context.Context, set *netipx.IPSet) error {
 	return nil
 }
 
-// Apply adds and removes entries. pf matches table entries by exact
-// network, so the change is worked out on the set of addresses (removing
-// 192.0.2.7 from a blocked 192.0.2.0/24 splits it) and sent as
-// `-T add -f` then `-T delete -f` of the prefixes that differ.
+// Apply removes, then adds, as [firewall.Delta] says. pf matches table
+// entries by exact network, so the change is worked out on the set of
+// addresses (removing 192.0.2.7 from a blocked 192.0.2.0/24 splits it) and
+// sent as `-T add -f` then `-T delete -f` of the prefixes that differ.
 func (b *Backend) Apply(ctx context.Context, d firewall.Delta) error {
 	if err := b.checkTable(ctx); err != nil {
 		return err
@@ -162,15 +162,7 @@ func (b *Backend) Apply(ctx context.Context, d firewall.Delta) error {
 	if err != nil {
 		return err
 	}
-	var nb netipx.IPSetBuilder
-	nb.AddSet(cur)
-	for _, p := range d.Add {
-		nb.AddPrefix(p.Masked())
-	}
-	for _, p := range d.Remove {
-		nb.RemovePrefix(p.Masked())
-	}
-	next, err := nb.IPSet()
+	next, err := d.ApplyTo(cur)
 	if err != nil {
 		return fmt.Errorf("pf: %w", err)
 	}

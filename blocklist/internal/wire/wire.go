@@ -19,6 +19,20 @@
 // per prefix one byte of prefix length and the ceil(bits/8) leading bytes of
 // the masked address. A million IPv4 host entries take about 3 MB before
 // gzip.
+//
+// # What a delta means
+//
+// A delta names entries, not addresses: the receiver's entries become its
+// entries with every prefix of Remove taken out (matched exactly: removing
+// 10.0.0.0/24 leaves an entry 10.0.0.7/32 alone), then every prefix of Add
+// put in, so a prefix in both lists stays. Applied to the entries at the
+// version the receiver announced, it gives exactly the entries of the full
+// snapshot at the new Version. blocklistd's entries never overlap (a
+// decision covered by a wider one is not published; see blocklist/server),
+// and its deltas never name a prefix in both lists; receivers must not
+// rely on either. The agent turns the change of entries into a change of
+// blocked addresses (firewall.Delta: removals, then additions) that
+// re-adds every remaining entry overlapping a removed one.
 package wire
 
 import (
@@ -59,6 +73,8 @@ var magic = []byte("RBL1")
 var ErrFormat = errors.New("malformed blocklist update")
 
 // Update is a full snapshot (Entries) or a delta (Add, Remove) at Version.
+// A delta takes Remove out of the entries, then puts Add in (see the
+// package documentation).
 type Update struct {
 	Version uint64
 	Full    bool
