@@ -6,6 +6,7 @@
 //	pki bootstrap --ca-url URL --fingerprint SHA256 --token TOKEN --out DIR
 //	pki renew --dir DIR [--daemon] [--exec CMD]
 //	pki revoke SERIAL
+//	pki list [--expiring D] [--revoked] [--name GLOB] [--json]
 //	pki ssh-sign (--user PRINCIPAL | --host NAME...) --key PUBKEY [--ttl D]
 package main
 
@@ -26,7 +27,8 @@ CA host:
   init       create a CA: root + intermediate (ECDSA P-256), SSH CA keys, provisioner key
   serve      run the CA (step-ca's HTTP API; the step CLI works against it)
   token      mint a single-use token for a host: pki token NAME [--san S]... [--role R]...
-  revoke     passively revoke a certificate: pki revoke SERIAL
+  revoke     revoke a certificate (refused by CRL checkers within a minute): pki revoke SERIAL
+  list       what the CA issued: pki list [--expiring D] [--revoked] [--name GLOB] [--all] [--json]
   ssh-sign   sign an SSH user or host key
   fingerprint print the root fingerprint hosts pin
 
@@ -46,6 +48,7 @@ func main() {
 		"bootstrap":   cmdBootstrap,
 		"renew":       cmdRenew,
 		"revoke":      cmdRevoke,
+		"list":        cmdList,
 		"ssh-sign":    cmdSSHSign,
 		"fingerprint": cmdFingerprint,
 	}, os.Args[1:], os.Stderr))

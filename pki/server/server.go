@@ -115,6 +115,10 @@ func New(ctx context.Context, cfg *ca.Config, logger *slog.Logger, reg prometheu
 		s.Close()
 		return nil, fmt.Errorf("pki serve: TLS: %w", err)
 	}
+	if err := s.startExtras(reg); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("pki serve: %w", err)
+	}
 	s.handler = s.buildHandler()
 	return s, nil
 }
@@ -252,7 +256,7 @@ func (s *Server) buildHandler() http.Handler {
 	mux := chi.NewRouter()
 	api.Route(mux)
 	mux.Route("/1.0", func(r chi.Router) { api.Route(r) })
-	return s.wrap(mux)
+	return s.routeExtras(s.wrap(mux))
 }
 
 // Handler is the HTTP API (for tests and for embedding behind another

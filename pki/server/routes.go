@@ -1,0 +1,68 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampart-sec/rampart/pki/client"
+)
+
+// startExtras starts what pki adds around step-ca's API: the inventory
+// gauge (and, when configured, the ACME and CRL machinery).
+func (s *Server) startExtras(reg prometheus.Registerer) error {
+	if err := reg.Register(newInventoryCollector(s.store, s.clock)); err != nil {
+		if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
+			return err
+		}
+	}
+	return nil
+}
+
+// routeExtras serves pki's own routes (inventory, CRL, ACME) in front of
+// step-ca's API, which goes through wrap's refusal and audit layer.
+func (s *Server) routeExtras(api http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var h http.HandlerFunc
+		route := r.URL.Path
+		switch {
+		case r.URL.Path == client.InventoryPath:
+			h = s.serveInventory
+		}
+		if h == nil {
+			api.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h(sw, r)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		s.m.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+		s.m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
