@@ -94,6 +94,9 @@ type Config struct {
 		IP  []string `yaml:"ip"` // CIDRs or single addresses
 	} `yaml:"policy"`
 
+	// CRL publishes revocations at URL + /1.0/crl (see [CRLConfig]).
+	CRL CRLConfig `yaml:"crl"`
+
 	// Roles are the role names tokens may carry (urn:rampart:role:<role>).
 	Roles []string `yaml:"roles"`
 
@@ -264,7 +267,7 @@ func (c *Config) setDefaults() error {
 	if len(c.Roles) == 0 {
 		c.Roles = slices.Clone(defaultRoles)
 	}
-	return nil
+	return c.setExtraDefaults()
 }
 
 // LoadProvisioner loads the token-minting key (it needs the password file).

@@ -6,9 +6,18 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	stepconfig "github.com/smallstep/certificates/authority/config"
 
+	"github.com/rampart-sec/rampart/pki/ca"
 	"github.com/rampart-sec/rampart/pki/client"
 )
+
+// applyExtras adds to step-ca's configuration what pki.yaml turns on
+// beyond issuance: the CRL, the ACME and SSHPOP provisioners.
+func applyExtras(c *ca.Config, sc *stepconfig.Config) error {
+	applyCRL(c, sc)
+	return nil
+}
 
 // startExtras starts what pki adds around step-ca's API: the inventory
 // gauge (and, when configured, the ACME and CRL machinery).
@@ -30,6 +39,8 @@ func (s *Server) routeExtras(api http.Handler) http.Handler {
 		switch {
 		case r.URL.Path == client.InventoryPath:
 			h = s.serveInventory
+		case r.URL.Path == "/crl" || r.URL.Path == ca.CRLPath:
+			h, route = s.serveCRL, "/crl"
 		}
 		if h == nil {
 			api.ServeHTTP(w, r)

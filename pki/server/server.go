@@ -186,6 +186,9 @@ func stepConfig(c *ca.Config, pw []byte) (*stepconfig.Config, error) {
 	if c.SSH.Enabled {
 		sc.SSH = &stepconfig.SSHConfig{HostKey: c.Path(c.SSH.HostKey), UserKey: c.Path(c.SSH.UserKey)}
 	}
+	if err := applyExtras(c, sc); err != nil {
+		return nil, err
+	}
 	return sc, nil
 }
 
