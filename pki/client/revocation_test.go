@@ -80,8 +80,12 @@ type crlServer struct {
 	down bool
 }
 
-func (s *crlServer) set(der []byte, etag string) { s.mu.Lock(); s.der, s.etag = der, etag; s.mu.Unlock() }
-func (s *crlServer) setDown(d bool)               { s.mu.Lock(); s.down = d; s.mu.Unlock() }
+func (s *crlServer) set(der []byte, etag string) {
+	s.mu.Lock()
+	s.der, s.etag = der, etag
+	s.mu.Unlock()
+}
+func (s *crlServer) setDown(d bool) { s.mu.Lock(); s.down = d; s.mu.Unlock() }
 
 func (s *crlServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
