@@ -9,6 +9,8 @@ type metrics struct {
 	jumpBytes *prometheus.CounterVec
 	active    *prometheus.GaugeVec
 	reports   *prometheus.CounterVec
+	lockouts  *prometheus.CounterVec
+	startups  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -37,9 +39,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "rampart_bastion_blocklist_reports_total",
 			Help: "Brute-force sources reported to blocklistd, by result.",
 		}, []string{"result"}),
+		lockouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rampart_bastion_lockout_events_total",
+			Help: "Lockouts begun (event=lock) and ended (event=unlock), by kind (source, user); locked now = lock - unlock.",
+		}, []string{"kind", "event"}),
+		startups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rampart_bastion_startups_dropped_total",
+			Help: "Connections dropped before authentication because too many were still logging in, by limit (max_startups, max_startups_per_source).",
+		}, []string{"limit"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.auth, m.refusals, m.jumps, m.jumpBytes, m.active, m.reports)
+		reg.MustRegister(m.auth, m.refusals, m.jumps, m.jumpBytes, m.active, m.reports, m.lockouts, m.startups)
 	}
 	return m
 }

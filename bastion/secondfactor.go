@@ -40,8 +40,8 @@ func (s *Server) secondFactor(ctx glssh.Context, st *connState, conn gossh.ConnM
 		}
 		return nil, errSecondFactor
 	}
-	if locked, why := s.opts.Guard.Locked(src, user); locked {
-		return fail("keyboard-interactive", why)
+	if l, locked := s.opts.Guard.Lockout(src, user); locked {
+		return s.lockedOut(client, rec, l)
 	}
 	u := s.policy().User(user)
 	if u == nil {

@@ -64,6 +64,7 @@ type Server struct {
 	lockNotes map[netip.Addr]time.Time
 
 	preauth atomic.Int64 // connections that have not finished both factors
+	notes   notes        // rate limit of the audit records unauthenticated peers cause
 }
 
 type ctxKey struct{}
@@ -267,28 +268,22 @@ func (c *trackedConn) Close() error {
 			st.preauth = false
 			c.s.preauth.Add(-1)
 		}
-		src, user := st.source, st.user
+		src := st.source
 		st.mu.Unlock()
 		if count {
-			if c.s.policy().User(user) == nil {
-				user = ""
-			}
-			c.s.opts.Guard.Fail(src, user, "authentication failed")
+			// The source's failure only: whoever names a user can offer
+			// wrong keys (see lockout.go).
+			c.s.opts.Guard.Fail(src, "", "authentication failed")
 		}
 	})
 	return c.Conn.Close()
 }
 
 func (s *Server) onConn(ctx glssh.Context, conn net.Conn) net.Conn {
+	// A locked-out source is let in (within the startup limits) so it can
+	// be told it is locked: its keys are refused and keyboard-interactive
+	// says so (lockout.go).
 	st := &connState{source: sourceOf(conn.RemoteAddr())}
-	if locked, why := s.opts.Guard.Locked(st.source, ""); locked {
-		s.m.auth.WithLabelValues("connect", audit.ResultFailure).Inc()
-		if s.firstLockNotice(st.source) {
-			s.audit(audit.Record{Type: audit.TypeAuth, Source: addrString(st.source), Method: "connect", Result: audit.ResultFailure,
-				Reason: why + " (further connections from this source are counted in metrics, audited at most once a minute)"})
-		}
-		return nil
-	}
 	if max := int64(s.opts.Config.MaxStartups); s.preauth.Load() >= max {
 		// Like sshd's MaxStartups: unauthenticated connections cost CPU
 		// (key exchange) and memory; past the limit new ones are dropped.
@@ -348,10 +343,14 @@ func (s *Server) publicKey(ctx glssh.Context, key glssh.PublicKey) bool {
 	st.mu.Unlock()
 	rec := audit.Record{Type: audit.TypeAuth, User: user, Source: addrString(src), Method: "publickey", Result: audit.ResultFailure,
 		Fields: map[string]any{"key": fingerprint(key), "key_type": key.Type()}}
-	if locked, why := s.opts.Guard.Locked(src, user); locked {
-		rec.Reason = why
+	// Only the source's lockout is checked here; a locked-out user is
+	// told so after their own key (secondFactor), never before it.
+	if locked, why := s.opts.Guard.Locked(src, ""); locked {
 		s.m.auth.WithLabelValues("publickey", audit.ResultFailure).Inc()
-		s.audit(rec)
+		if s.notes.first("lockout-key", src) {
+			rec.Reason = why + " (further keys from this source are counted in metrics, audited at most once a minute)"
+			s.audit(rec)
+		}
 		return false
 	}
 	method, err := s.policy().CheckKey(user, key, src)
@@ -370,8 +369,13 @@ func (s *Server) publicKey(ctx glssh.Context, key glssh.PublicKey) bool {
 
 func (s *Server) serverConfig(ctx glssh.Context) *gossh.ServerConfig {
 	st := stateOf(ctx)
+	var lockedSource func(gossh.ConnMetadata, gossh.KeyboardInteractiveChallenge) (*gossh.Permissions, error)
+	if locked, _ := s.opts.Guard.Locked(st.source, ""); locked {
+		lockedSource = s.lockedSourceLogin(st)
+	}
 	return &gossh.ServerConfig{
-		MaxAuthTries: s.opts.Config.MaxAuthTries,
+		MaxAuthTries:                s.opts.Config.MaxAuthTries,
+		KeyboardInteractiveCallback: lockedSource,
 		VerifiedPublicKeyCallback: func(conn gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 			user, _ := splitUser(conn.User())
 			st.mu.Lock()

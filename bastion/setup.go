@@ -103,13 +103,14 @@ func Setup(ctx context.Context, cfg *Config, deps Deps) (*Server, func() error, 
 	}, guard.Options{Reporter: deps.Reporter, Logger: logger, OnReport: func(a netip.Addr, err error) {
 		// srv is set before the server accepts its first connection.
 		srv.reported(a, err)
-	}})
+	}, OnLock: func(ev guard.Event) { srv.lockEvent(ev) }})
 	srv, err = New(Options{Config: cfg, Policy: policy, HostSigners: signers, Audit: alog, TOTP: store, Duo: duo,
 		DuoFailOpen: cfg.Duo != nil && cfg.Duo.FailMode == "open", Guard: g, Record: deps.Record, Logger: logger, Registry: deps.Registry})
 	if err != nil {
 		alog.Close()
 		return nil, nil, err
 	}
+	go srv.sweepLockouts(ctx)
 	return srv, alog.Close, nil
 }
 

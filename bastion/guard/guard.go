@@ -205,10 +205,14 @@ func (g *Guard) locked(e *entry, now time.Time, n int, ev Event) Event {
 
 func (g *Guard) emit(evs []Event) {
 	for _, ev := range evs {
+		who := slog.String("user", ev.User)
+		if ev.Kind == KindSource {
+			who = slog.String("source", ev.Source.String())
+		}
 		if ev.Locked {
-			g.logger.Warn("bastion: locked out", "kind", ev.Kind, "source", ev.Source, "user", ev.User, "failures", ev.Failures, "until", ev.Until)
+			g.logger.Warn("bastion: locked out", who, "failures", ev.Failures, "until", ev.Until)
 		} else {
-			g.logger.Info("bastion: lockout ended", "kind", ev.Kind, "source", ev.Source, "user", ev.User)
+			g.logger.Info("bastion: lockout ended", who)
 		}
 		if g.onLock != nil {
 			g.onLock(ev)

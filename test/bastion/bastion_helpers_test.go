@@ -47,6 +47,9 @@ type bstSetup struct {
 	// reference jump host for benchmarks, whose own CPU time is then
 	// measurable apart from the target's.
 	JumpHost bool
+	// BruteForce replaces the brute_force: block (default: thresholds
+	// no test reaches).
+	BruteForce string
 }
 
 // bstWorld is a bastion (in this process) in front of a real sshd, and
@@ -138,23 +141,22 @@ func bstNewWorld(t testing.TB, setup bstSetup) *bstWorld {
 		w.Addr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 		listen = "listen: " + w.Addr
 	}
+	bruteForce := setup.BruteForce
+	if bruteForce == "" {
+		bruteForce = "brute_force:\n  source_threshold: 10000\n  user_threshold: 10000\n  backoff_base: 5ms\n  backoff_max: 10ms\n  report_threshold: -1"
+	}
 	cfg := fmt.Sprintf(`# test bastion
 state_dir: state
 users_dir: users.d
 login_grace_time: 60s
 %s
-brute_force:
-  source_threshold: 10000
-  user_threshold: 10000
-  backoff_base: 5ms
-  backoff_max: 10ms
-  report_threshold: -1
+%s
 targets:
 %s
 users:
 %s
 %s
-`, listen, targets, users.String(), setup.Extra)
+`, listen, bruteForce, targets, users.String(), setup.Extra)
 	cfgPath := filepath.Join(dir, "bastion.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
