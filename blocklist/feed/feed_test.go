@@ -2,6 +2,7 @@ package feed
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -47,6 +48,7 @@ func TestFetchConditional(t *testing.T) {
 	if len(res.Rejected) != 2 || res.Rejected[0].Line != 5 || res.Rejected[1].Line != 6 {
 		t.Fatalf("rejected = %v, want lines 5 and 6", res.Rejected)
 	}
+	f.Commit(res)
 	res, err = f.Fetch(context.Background())
 	if err != nil || !res.NotModified {
 		t.Fatalf("second fetch = %+v, %v; want not modified", res, err)
@@ -79,8 +81,18 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("\x00\xff#;\n\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		res, err := Parse(strings.NewReader(string(data)), "fuzz", listfile.Options{})
+		var rf *Refusal
+		if errors.As(err, &rf) {
+			if rf.Reason != ReasonNotAList || !looksBinaryOrMarkup(data) {
+				t.Fatalf("refused %q: %v", data, err)
+			}
+			return
+		}
 		if err != nil {
 			t.Fatal(err) // a strings.Reader never fails
+		}
+		if looksBinaryOrMarkup(data) {
+			t.Fatalf("accepted binary or markup %q", data)
 		}
 		for i, p := range res.Prefixes {
 			if !p.IsValid() || p != p.Masked() {
