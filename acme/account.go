@@ -48,8 +48,36 @@ type account struct {
 	client *http.Client
 
 	once sync.Once
+	mu   sync.Mutex // guards user after once
 	user *accountUser
 	err  error
+}
+
+// uri is the account's URL at the CA; "" before registration.
+func (a *account) uri() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.user == nil || a.user.reg == nil {
+		return ""
+	}
+	return a.user.reg.URI
+}
+
+// reregister registers the account again after the CA said it does not
+// exist (accountDoesNotExist), unless another certificate of the run did
+// so already (the URL is no longer stale).
+func (a *account) reregister(userAgent, stale string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.user != nil && a.user.reg != nil && a.user.reg.URI != stale {
+		return nil
+	}
+	u, err := a.register(userAgent, true)
+	if err != nil {
+		return err
+	}
+	a.user, a.err = u, nil
+	return nil
 }
 
 func newAccount(cfg *Account, stateDir string, wrap func(http.RoundTripper) http.RoundTripper) (*account, error) {
@@ -80,11 +108,18 @@ func newAccount(cfg *Account, stateDir string, wrap func(http.RoundTripper) http
 // legoConfig returns a lego config for this account, registering it first
 // if needed.
 func (a *account) legoConfig(userAgent string) (*lego.Config, error) {
-	a.once.Do(func() { a.user, a.err = a.ensureRegistered(userAgent) })
-	if a.err != nil {
-		return nil, a.err
+	a.once.Do(func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.user, a.err = a.register(userAgent, false)
+	})
+	a.mu.Lock()
+	user, err := a.user, a.err
+	a.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	cfg := lego.NewConfig(a.user)
+	cfg := lego.NewConfig(user)
 	cfg.CADirURL = a.cfg.Directory
 	cfg.HTTPClient = a.httpClient()
 	cfg.UserAgent = userAgent
@@ -99,7 +134,11 @@ func (a *account) httpClient() *http.Client {
 	return &c
 }
 
-func (a *account) ensureRegistered(userAgent string) (*accountUser, error) {
+// register returns the account's user, registered at the CA: from
+// account.json when it was registered at this directory, unless again is
+// set; otherwise by registering (with EAB when configured) and recording
+// the registration.
+func (a *account) register(userAgent string, again bool) (*accountUser, error) {
 	name := a.cfg.name
 	if err := os.MkdirAll(a.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("account %q: %w", name, err)
@@ -115,7 +154,7 @@ func (a *account) ensureRegistered(userAgent string) (*accountUser, error) {
 		if err := json.Unmarshal(data, &af); err != nil {
 			return nil, fmt.Errorf("account %q: %s: %w", name, infoPath, err)
 		}
-		if af.Directory == a.cfg.Directory && af.Registration != nil && af.Registration.URI != "" {
+		if !again && af.Directory == a.cfg.Directory && af.Registration != nil && af.Registration.URI != "" {
 			u.reg = af.Registration
 			return u, nil
 		}

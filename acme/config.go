@@ -1,11 +1,15 @@
 package acme
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -15,6 +19,7 @@ import (
 
 	"github.com/go-acme/lego/v4/certcrypto"
 	"github.com/go-acme/lego/v4/lego"
+	"gopkg.in/yaml.v3"
 
 	"github.com/rampart-sec/rampart/pkg/config"
 )
@@ -43,6 +48,8 @@ type Config struct {
 	// account it may leave the name out.
 	Accounts     map[string]*Account `yaml:"accounts"`
 	Certificates []*Certificate      `yaml:"certificates"`
+
+	file string // where it was loaded from, for errors found after loading
 }
 
 // Account is one ACME account at one CA.
@@ -90,6 +97,11 @@ type Certificate struct {
 	// RenewBefore overrides the lifetime rule when the CA gives no ARI
 	// window: renew when less than this remains.
 	RenewBefore config.Duration `yaml:"renew_before"`
+
+	directory string // the account's directory URL
+	hash      string // of every setting that shapes an order, see configHash
+	line      int    // of the entry in the config file (0: unknown)
+	dnsLine   int    // of challenge.dns01.provider
 }
 
 // Challenge selects exactly one way to prove control of the names.
@@ -159,11 +171,11 @@ type Output struct {
 // LoadConfig reads and validates the config file at path. Errors name the
 // file and, for YAML errors, the line.
 func LoadConfig(path string) (*Config, error) {
-	var c Config
-	if err := config.Load(path, &c); err != nil {
-		return nil, err
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
-	return &c, nil
+	return ParseConfig(path, data)
 }
 
 // ParseConfig is LoadConfig for content in memory; name appears in errors.
@@ -172,7 +184,63 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 	if err := config.Decode(name, data, &c); err != nil {
 		return nil, err
 	}
+	c.file = name
+	c.locate(data)
 	return &c, nil
+}
+
+// locate records the line of every certificate entry and of its dns01
+// provider, for errors found after decoding (a DNS provider that cannot
+// be built).
+func (c *Config) locate(data []byte) {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
+		return
+	}
+	certs := mapValue(doc.Content[0], "certificates")
+	if certs == nil || certs.Kind != yaml.SequenceNode {
+		return
+	}
+	for i, n := range certs.Content {
+		if i >= len(c.Certificates) {
+			return
+		}
+		c.Certificates[i].line = n.Line
+		if p := mapValue(mapValue(mapValue(n, "challenge"), "dns01"), "provider"); p != nil {
+			c.Certificates[i].dnsLine = p.Line
+		}
+	}
+}
+
+// mapValue is the value node of key in mapping n; nil if absent.
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// where is "file:line" of certificate c, or the file alone.
+func (c *Config) where(line int) string {
+	if line > 0 {
+		return fmt.Sprintf("%s:%d", c.file, line)
+	}
+	return c.file
+}
+
+// configHash identifies the settings that decide what is ordered and how:
+// names, key type, profile, challenge, account and CA. Output paths,
+// hooks and renew_before do not make a failed order succeed, so changing
+// them does not end a backoff.
+func configHash(cert *Certificate, a *Account) string {
+	h := sha256.New()
+	json.NewEncoder(h).Encode([]any{cert.Domains, cert.KeyType, cert.Profile, cert.Challenge, cert.Account, a.Directory, a.EAB, a.CABundle})
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
@@ -226,6 +294,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("certificate %q: name used twice", cert.Name)
 		}
 		seen[cert.Name] = true
+		a := c.Accounts[cert.Account]
+		cert.directory, cert.hash = a.Directory, configHash(cert, a)
 	}
 	// lego keeps one list of resolvers per process.
 	var resolvers []string

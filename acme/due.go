@@ -4,7 +4,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -21,6 +23,27 @@ type Decision struct {
 	CheckARI bool      // ask the CA's renewalInfo, then decide again
 	Reason   string    // in words, for the summary and logs
 	Next     time.Time // when to look again (zero when Due or CheckARI)
+	// BackingOff: earlier attempts failed and their backoff has not ended.
+	BackingOff bool
+}
+
+// backingOff reports whether cs's failures still hold c back. A backoff
+// earned under other settings (ConfigHash) does not: the operator fixed
+// the config, the next run tries at once.
+func backingOff(now time.Time, c *Certificate, cs *CertState) bool {
+	if cs.Failures == 0 || !now.Before(cs.NextAttempt) {
+		return false
+	}
+	return cs.ConfigHash == "" || c.hash == "" || cs.ConfigHash == c.hash
+}
+
+// certSum is the SHA-256 of a certificate, hex: how state names it.
+func certSum(c *x509.Certificate) string {
+	if c == nil {
+		return ""
+	}
+	s := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(s[:])
 }
 
 // Backoff after failure n (1-based): 30m, 1h, 2h, ... capped at 24h.
@@ -37,8 +60,8 @@ func backoff(n int) time.Duration {
 // Retry-After), and otherwise the lifetime rule: renew when a third of the
 // lifetime remains, or half for certificates shorter than ten days.
 func decide(now time.Time, c *Certificate, leaf *x509.Certificate, cs *CertState) Decision {
-	if cs.Failures > 0 && now.Before(cs.NextAttempt) {
-		return Decision{Reason: fmt.Sprintf("backing off after %d failure(s)", cs.Failures), Next: cs.NextAttempt}
+	if backingOff(now, c, cs) {
+		return Decision{BackingOff: true, Reason: fmt.Sprintf("backing off after %d failure(s) until %s", cs.Failures, cs.NextAttempt.UTC().Format(time.RFC3339)), Next: cs.NextAttempt}
 	}
 	if leaf == nil {
 		return Decision{Due: true, Reason: "no certificate on disk"}
@@ -46,12 +69,15 @@ func decide(now time.Time, c *Certificate, leaf *x509.Certificate, cs *CertState
 	if why := mismatch(c, leaf); why != "" {
 		return Decision{Due: true, Reason: why}
 	}
+	if ib := cs.IssuedBy; ib != nil && ib.Cert == certSum(leaf) && c.directory != "" && ib.Directory != c.directory {
+		return Decision{Due: true, Reason: fmt.Sprintf("issued by another CA (%s); the account now uses %s", ib.Directory, c.directory)}
+	}
 	if !now.Before(leaf.NotAfter) {
 		return Decision{Due: true, Reason: "expired"}
 	}
 	if id, err := certificate.MakeARICertID(leaf); err == nil && !cs.NoARI {
 		a := cs.ARI
-		fresh := a != nil && a.CertID == id
+		fresh := a != nil && a.CertID == id && (a.Directory == "" || c.directory == "" || a.Directory == c.directory)
 		usable := fresh && !a.RenewAt.IsZero() && a.RenewAt.Before(leaf.NotAfter)
 		switch {
 		case usable && !now.Before(a.RenewAt):

@@ -51,6 +51,11 @@ type Options struct {
 	Force []string
 	// UserAgent is sent to the CA.
 	UserAgent string
+	// Step, when set, is called after every durable step of a renewal
+	// ("deploy recorded", each file written, "swap", "installed", "hook 1
+	// started", "hook 1 ran", "hook 1 recorded", "deployed"); the crash
+	// tests kill the process there.
+	Step func(string)
 }
 
 // Action is what a run did with one certificate.
@@ -61,6 +66,9 @@ const (
 	Renewed Action = "renewed"
 	NotDue  Action = "not due"
 	Failed  Action = "FAILED"
+	// BackingOff: earlier attempts failed and their backoff has not ended;
+	// nothing was tried. acme-renew run exits 4 for it.
+	BackingOff Action = "BACKOFF"
 )
 
 // Result is one certificate's line of the summary.
@@ -88,6 +96,18 @@ func (s *Summary) Failed() int {
 	return n
 }
 
+// BackingOff counts the certificates held back by the backoff of earlier
+// failures (nothing was tried for them).
+func (s *Summary) BackingOff() int {
+	n := 0
+	for _, r := range s.Results {
+		if r.Action == BackingOff {
+			n++
+		}
+	}
+	return n
+}
+
 // Write prints the summary, one line per certificate and a total.
 func (s *Summary) Write(w io.Writer) {
 	counts := map[Action]int{}
@@ -105,8 +125,8 @@ func (s *Summary) Write(w io.Writer) {
 		}
 		fmt.Fprintln(w, line)
 	}
-	fmt.Fprintf(w, "acme-renew: %d certificate(s): %d renewed, %d not due, %d failed\n",
-		len(s.Results), counts[Renewed], counts[NotDue], counts[Failed])
+	fmt.Fprintf(w, "acme-renew: %d certificate(s): %d renewed, %d not due, %d backing off, %d failed\n",
+		len(s.Results), counts[Renewed], counts[NotDue], counts[BackingOff], counts[Failed])
 }
 
 // Renewer renews the certificates of one config.
@@ -116,13 +136,11 @@ type Renewer struct {
 	log      *slog.Logger
 	accounts map[string]*account
 	solvers  *solverServers
-	envMu    sync.Mutex // DNS providers read their settings from the environment
 	// hookEnv is the environment hooks start from: the process's when the
 	// Renewer was made. dns01 providers read their settings from the
 	// process environment while they are built, and another certificate's
 	// hook may start meanwhile.
-	hookEnv  []string
-	stepHook func(string)
+	hookEnv []string
 }
 
 // NewRenewer checks that the config's accounts can be set up (CA bundles
@@ -195,6 +213,15 @@ type job struct {
 
 // Run renews what is due, under the run lock. Per-certificate failures are
 // in the summary; the error is for what stops the whole run (the lock).
+//
+// Deploy hooks are owed from the moment a new certificate is obtained: the
+// debt is written to the state file, fsynced, before the certificate is
+// switched in, and each hook's success is recorded as it happens. A run
+// killed at any point therefore leaves the next run enough to finish: it
+// runs, for the certificate on disk, exactly the hooks not recorded as
+// done. That is at-least-once, not exactly-once: a hook that succeeded
+// but whose success was not yet recorded when the process died runs
+// again; deploy hooks must be idempotent (a reload is).
 func (r *Renewer) Run(ctx context.Context) (*Summary, error) {
 	unlock, err := r.cfg.Lock()
 	if err != nil {
@@ -208,41 +235,49 @@ func (r *Renewer) Run(ctx context.Context) (*Summary, error) {
 		r.log.Error("state file unreadable, starting afresh", "err", err)
 		st, _ = LoadState("")
 	}
+	sv := &stateSaver{st: st, path: r.cfg.StatePath()}
 	now := r.opts.Now()
 	sum := &Summary{Results: make([]Result, len(r.cfg.Certificates))}
 	var jobs []*job
 	hookErrs := make([]error, len(r.cfg.Certificates))
 	for i, c := range r.cfg.Certificates {
+		_, known := st.Certificates[c.Name]
 		cs := st.cert(c.Name).clone()
 		leaf, err := leafOf(&c.Output)
 		if err != nil {
 			r.log.Warn("certificate on disk unreadable; treating as missing", "cert", c.Name, "err", err)
 		}
+		before := cs.clone()
+		owed := reconcileDeploy(c, leaf, cs, known)
 		dec := decide(now, c, leaf, cs)
 		if slices.Contains(r.opts.Force, c.Name) {
 			dec = Decision{Due: true, Reason: "forced"}
 		}
 		res := Result{Name: c.Name, Action: NotDue, Reason: dec.Reason, Next: dec.Next}
+		if dec.BackingOff {
+			res.Action = BackingOff
+		}
 		if leaf != nil {
 			res.NotAfter = leaf.NotAfter
 		}
 		sum.Results[i] = res
-		if cs.HookPending && !dec.Due {
-			// Hooks that failed last time are retried without the CA.
-			if err := r.runHooks(ctx, c); err != nil {
-				hookErrs[i] = err
-			} else {
-				cs.HookPending = false
-				st.cert(c.Name).HookPending = false
+		if owed && !dec.Due {
+			// Hooks owed for the certificate on disk (a failed hook, or a
+			// run that died) are run without the CA.
+			r.log.Info("deploy hooks owed for the certificate on disk", "cert", c.Name, "done_before", len(cs.Deploy.Done))
+			hookErrs[i] = r.deploy(ctx, c, cs, sv)
+		} else if !sameDeploy(before, cs) {
+			if err := sv.put(c.Name, cs); err != nil {
+				r.log.Error("save state", "err", err)
 			}
 		}
 		if dec.Due || dec.CheckARI {
 			jobs = append(jobs, &job{i: i, cert: c, leaf: leaf, cs: cs, dec: dec})
 		}
 	}
-	var mu sync.Mutex // guards st, sum and the state file
 	sem := make(chan struct{}, r.cfg.Concurrency)
 	var wg sync.WaitGroup
+	var sumMu sync.Mutex
 	for _, j := range jobs {
 		if ctx.Err() != nil {
 			sum.Results[j.i] = Result{Name: j.cert.Name, Action: Failed, Reason: "interrupted", Err: ctx.Err()}
@@ -251,14 +286,13 @@ func (r *Renewer) Run(ctx context.Context) (*Summary, error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			res := r.process(ctx, j)
-			mu.Lock()
-			defer mu.Unlock()
-			st.Certificates[j.cert.Name] = j.cs
-			sum.Results[j.i] = res
-			if err := st.Save(r.cfg.StatePath()); err != nil {
+			res := r.process(ctx, j, sv)
+			if err := sv.put(j.cert.Name, j.cs); err != nil {
 				r.log.Error("save state", "err", err)
 			}
+			sumMu.Lock()
+			sum.Results[j.i] = res
+			sumMu.Unlock()
 		})
 	}
 	wg.Wait()
@@ -284,8 +318,114 @@ func (r *Renewer) Run(ctx context.Context) (*Summary, error) {
 	return sum, nil
 }
 
+// stateSaver writes the state file whenever a worker's certificate
+// changes, so that what a run learned survives the run being killed.
+type stateSaver struct {
+	mu   sync.Mutex
+	st   *State
+	path string
+}
+
+// put records a copy of cs as name's state and writes the file (fsynced).
+func (s *stateSaver) put(name string, cs *CertState) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.Certificates[name] = cs.clone()
+	return s.st.Save(s.path)
+}
+
+// reconcileDeploy decides whether deploy hooks are owed for the
+// certificate on disk and sets cs.Deploy accordingly. known says the state
+// file had an entry for the certificate.
+//
+//   - a deployment recorded for this very certificate and not finished
+//     (a hook failed, or the run died): owed, minus the hooks done;
+//   - the certificate whose hooks all succeeded: nothing owed;
+//   - any other certificate (the run died after recording a deployment
+//     but before switching, and the old certificate is still there: it
+//     was deployed, Deployed says so; or the files were changed by hand):
+//     owed, all hooks;
+//   - no record at all (the state file was lost, or written by an
+//     acme-renew that did not record deployments and had a hook pending):
+//     owed, all hooks, since a reload too many is harmless and one too
+//     few leaves the service on the old certificate until it expires.
+//     An entry from such an older acme-renew without a pending hook is
+//     taken as deployed.
+func reconcileDeploy(c *Certificate, leaf *x509.Certificate, cs *CertState, known bool) bool {
+	fp := certSum(leaf)
+	switch {
+	case leaf == nil:
+		cs.Deploy, cs.HookPending = nil, false
+		return false
+	case len(c.DeployHooks) == 0:
+		cs.Deploy, cs.HookPending, cs.Deployed = nil, false, fp
+		return false
+	case cs.Deploy != nil && cs.Deploy.Cert == fp:
+	case cs.Deployed == fp:
+		cs.Deploy, cs.HookPending = nil, false
+		return false
+	case cs.Deployed == "" && known && !cs.HookPending && cs.Deploy == nil:
+		cs.Deployed = fp
+		return false
+	default:
+		cs.Deploy = &DeployState{Cert: fp}
+	}
+	cs.HookPending = true
+	return true
+}
+
+func sameDeploy(a, b *CertState) bool {
+	if a.Deployed != b.Deployed || a.HookPending != b.HookPending || (a.Deploy == nil) != (b.Deploy == nil) {
+		return false
+	}
+	return a.Deploy == nil || a.Deploy.Cert == b.Deploy.Cert && slices.Equal(a.Deploy.Done, b.Deploy.Done)
+}
+
+// deploy runs the hooks cs.Deploy still owes, in order, recording each
+// success in the state file as soon as it happens; the first failure
+// stops the rest. When all are done the certificate is Deployed.
+func (r *Renewer) deploy(ctx context.Context, c *Certificate, cs *CertState, sv *stateSaver) error {
+	seen := map[string]int{}
+	for i, cmd := range c.DeployHooks {
+		seen[cmd]++
+		// The k-th occurrence of a command is done when Done holds it k times.
+		done := 0
+		for _, d := range cs.Deploy.Done {
+			if d == cmd {
+				done++
+			}
+		}
+		if done >= seen[cmd] {
+			continue
+		}
+		r.step(fmt.Sprintf("hook %d started", i+1))
+		if err := r.runHook(ctx, c, cmd); err != nil {
+			return err
+		}
+		r.step(fmt.Sprintf("hook %d ran", i+1))
+		cs.Deploy.Done = append(cs.Deploy.Done, cmd)
+		if err := sv.put(c.Name, cs); err != nil {
+			// Not fatal: the hook runs again next time (at least once).
+			r.log.Error("save state", "err", err)
+		}
+		r.step(fmt.Sprintf("hook %d recorded", i+1))
+	}
+	cs.Deployed, cs.Deploy, cs.HookPending = cs.Deploy.Cert, nil, false
+	if err := sv.put(c.Name, cs); err != nil {
+		r.log.Error("save state", "err", err)
+	}
+	r.step("deployed")
+	return nil
+}
+
+func (r *Renewer) step(name string) {
+	if r.opts.Step != nil {
+		r.opts.Step(name)
+	}
+}
+
 // process checks ARI if needed, then renews if due. It updates j.cs.
-func (r *Renewer) process(ctx context.Context, j *job) Result {
+func (r *Renewer) process(ctx context.Context, j *job, sv *stateSaver) Result {
 	c, now := j.cert, r.opts.Now()
 	res := Result{Name: c.Name, Action: NotDue, Reason: j.dec.Reason, Next: j.dec.Next}
 	if j.leaf != nil {
@@ -296,10 +436,12 @@ func (r *Renewer) process(ctx context.Context, j *job) Result {
 		j.cs.Failures++
 		j.cs.NextAttempt = now.Add(backoff(j.cs.Failures))
 		j.cs.LastError = err.Error()
+		j.cs.ConfigHash = c.hash
 		r.log.Error("certificate failed", "cert", c.Name, "step", reason, "failures", j.cs.Failures, "retry_after", j.cs.NextAttempt, "err", err)
 		res.Action, res.Reason, res.Err, res.Next = Failed, reason, err, j.cs.NextAttempt
 		return res
 	}
+	acc := r.accounts[c.Account]
 	client, err := r.client(c)
 	if err != nil {
 		return fail("connect to the CA", err)
@@ -316,16 +458,30 @@ func (r *Renewer) process(ctx context.Context, j *job) Result {
 		return fail("interrupted", err)
 	}
 	req := certificate.ObtainRequest{Domains: c.Domains, Bundle: false, Profile: c.Profile}
-	if id := r.replaces(c, j.leaf, j.cs); id != "" {
+	if id := r.replaces(c, j.leaf, j.cs, acc.uri()); id != "" {
 		req.ReplacesCertID = id
 	}
 	r.log.Info("obtaining certificate", "cert", c.Name, "domains", c.Domains, "reason", j.dec.Reason, "replaces", req.ReplacesCertID)
 	cr, err := client.Certificate.Obtain(req)
-	var pd *legoacme.ProblemDetails
-	if err != nil && req.ReplacesCertID != "" && errors.As(err, &pd) && (pd.Type == legoacme.AlreadyReplacedErr || pd.HTTPStatus == http.StatusConflict) {
-		// An earlier run got a replacement but died before writing it.
-		r.log.Warn("the CA says the certificate was already replaced; ordering without replaces", "cert", c.Name)
+	if problemType(err) == accountDoesNotExist {
+		// The CA lost or deleted the account (a CA reset, a new CA at the
+		// same URL): register again, with EAB when configured.
+		stale := acc.uri()
+		r.log.Warn("the CA does not know the account; registering again", "cert", c.Name, "account", c.Account, "url", stale)
+		if err = acc.reregister(r.opts.UserAgent, stale); err == nil {
+			if client, err = r.client(c); err == nil {
+				cr, err = client.Certificate.Obtain(req)
+			}
+		}
+	}
+	if err != nil && req.ReplacesCertID != "" && replacesRefused(err) {
+		// The CA does not take this certificate as the one replaced: an
+		// earlier run got a replacement but died before writing it
+		// (alreadyReplaced), or the CA does not know the certificate
+		// (another CA, a reset one). Its ARI answer is stale too.
+		r.log.Warn("the CA refused the order naming the old certificate; ordering without replaces", "cert", c.Name, "err", err)
 		req.ReplacesCertID = ""
+		j.cs.ARI = nil
 		cr, err = client.Certificate.Obtain(req)
 	}
 	if err != nil {
@@ -335,13 +491,25 @@ func (r *Renewer) process(ctx context.Context, j *job) Result {
 	if err != nil {
 		return fail("parse the issued certificate", err)
 	}
-	s := &store{out: c.Output, step: r.stepHook}
+	newLeaf := leafCerts[0]
+	fp := certSum(newLeaf)
+	// Write-ahead: the hooks are owed before the certificate switches.
+	prevDeploy, prevPending := j.cs.Deploy, j.cs.HookPending
+	j.cs.Deploy, j.cs.HookPending = &DeployState{Cert: fp}, len(c.DeployHooks) > 0
+	if err := sv.put(c.Name, j.cs); err != nil {
+		j.cs.Deploy, j.cs.HookPending = prevDeploy, prevPending
+		return fail("record the deployment in the state file before switching certificates", err)
+	}
+	r.step("deploy recorded")
+	s := &store{out: c.Output, step: r.opts.Step}
 	if _, err := s.install(Pair{KeyPEM: cr.PrivateKey, CertPEM: cr.Certificate, ChainPEM: cr.IssuerCertificate}, now); err != nil {
+		j.cs.Deploy, j.cs.HookPending = prevDeploy, prevPending
 		return fail("write", err)
 	}
-	newLeaf := leafCerts[0]
 	j.cs.LastAttempt, j.cs.LastSuccess = now, now
 	j.cs.Failures, j.cs.NextAttempt, j.cs.LastError = 0, time.Time{}, ""
+	j.cs.ConfigHash = c.hash
+	j.cs.IssuedBy = &IssuedBy{Cert: fp, Directory: c.directory, Account: acc.uri()}
 	j.cs.ARI = nil
 	res.Action, res.Reason, res.NotAfter, res.Replaced = Renewed, j.dec.Reason, newLeaf.NotAfter, req.ReplacesCertID != ""
 	if !j.cs.NoARI {
@@ -349,19 +517,63 @@ func (r *Renewer) process(ctx context.Context, j *job) Result {
 		r.fetchARI(client, c, newLeaf, j.cs, now)
 	}
 	res.Next = decide(now, c, newLeaf, j.cs).Next
-	j.cs.HookPending = true
-	if err := r.runHooks(ctx, c); err != nil {
+	if err := sv.put(c.Name, j.cs); err != nil {
+		r.log.Error("save state", "err", err)
+	}
+	r.step("installed")
+	if len(c.DeployHooks) == 0 {
+		j.cs.Deployed, j.cs.Deploy = fp, nil
+		return res
+	}
+	if err := r.deploy(ctx, c, j.cs, sv); err != nil {
 		res.Action, res.Reason, res.Err = Failed, "renewed, but a deploy hook failed", err
 		return res
 	}
-	j.cs.HookPending = false
 	return res
 }
 
-// replaces is the ARI identifier of the certificate being replaced, when
-// the CA has answered ARI for it and the names are unchanged.
-func (r *Renewer) replaces(c *Certificate, leaf *x509.Certificate, cs *CertState) string {
+const (
+	accountDoesNotExist = "urn:ietf:params:acme:error:accountDoesNotExist"
+	malformed           = "urn:ietf:params:acme:error:malformed"
+)
+
+// problemType is the ACME problem type of err, "" if it is none.
+func problemType(err error) string {
+	var pd *legoacme.ProblemDetails
+	if errors.As(err, &pd) {
+		return pd.Type
+	}
+	return ""
+}
+
+// replacesRefused reports whether the CA refused an order because of its
+// "replaces" field: alreadyReplaced, a 409, or a malformed request (what
+// Pebble and Boulder answer for a certificate they do not know: "parsing
+// ARI CertID failed").
+func replacesRefused(err error) bool {
+	var pd *legoacme.ProblemDetails
+	if !errors.As(err, &pd) {
+		return false
+	}
+	d := strings.ToLower(pd.Detail)
+	return pd.Type == legoacme.AlreadyReplacedErr || pd.HTTPStatus == http.StatusConflict ||
+		pd.Type == malformed || strings.Contains(d, "ari") || strings.Contains(d, "replaces")
+}
+
+// replaces is the ARI identifier of the certificate being replaced. It is
+// named only when the certificate on disk was issued by the account's
+// current CA and account (a CA asked to replace a certificate it never
+// issued refuses the order) and that CA gave a usable renewal window for
+// it; and only when the names are unchanged.
+func (r *Renewer) replaces(c *Certificate, leaf *x509.Certificate, cs *CertState, accountURI string) string {
 	if leaf == nil || cs.NoARI || cs.ARI == nil || mismatch(c, leaf) != "" {
+		return ""
+	}
+	ib := cs.IssuedBy
+	if ib == nil || ib.Cert != certSum(leaf) || ib.Directory != c.directory || ib.Account == "" || ib.Account != accountURI {
+		return ""
+	}
+	if cs.ARI.Directory != c.directory || cs.ARI.RenewAt.IsZero() {
 		return ""
 	}
 	id, err := certificate.MakeARICertID(leaf)
@@ -384,10 +596,11 @@ func (r *Renewer) fetchARI(client *lego.Client, c *Certificate, leaf *x509.Certi
 		cs.NoARI, cs.ARI = true, nil
 	case err != nil:
 		r.log.Warn("renewal info unavailable; using the lifetime rule", "cert", c.Name, "err", err)
-		cs.ARI = &ARIState{CertID: id, NextCheck: now.Add(time.Hour).UTC()}
+		cs.ARI = &ARIState{CertID: id, Directory: c.directory, NextCheck: now.Add(time.Hour).UTC()}
 	default:
 		cs.NoARI = false
 		cs.ARI = ariFromResponse(now, id, info)
+		cs.ARI.Directory = c.directory
 		r.log.Info("renewal window", "cert", c.Name, "start", cs.ARI.WindowStart, "end", cs.ARI.WindowEnd, "renew_at", cs.ARI.RenewAt, "next_check", cs.ARI.NextCheck)
 	}
 }
@@ -440,8 +653,22 @@ func (r *Renewer) dnsProvider(d *DNS01) (challenge.Provider, error) {
 	if r.opts.DNSProvider == nil {
 		return nil, errors.New("dns01: this program was built without DNS providers")
 	}
-	r.envMu.Lock()
-	defer r.envMu.Unlock()
+	p, err := buildDNSProvider(d, r.opts.DNSProvider)
+	if err != nil {
+		return nil, fmt.Errorf("dns01 provider %q: %w", d.Provider, err)
+	}
+	return p, nil
+}
+
+// envMu serializes changes to the process environment, which lego's DNS
+// providers read their settings from.
+var envMu sync.Mutex
+
+// buildDNSProvider calls build with d's variables set in the process
+// environment, and restores the environment afterwards.
+func buildDNSProvider(d *DNS01, build DNSProviderFunc) (challenge.Provider, error) {
+	envMu.Lock()
+	defer envMu.Unlock()
 	vars := map[string]string{}
 	for k, v := range d.Env {
 		vars[k] = v
@@ -467,15 +694,31 @@ func (r *Renewer) dnsProvider(d *DNS01) (challenge.Provider, error) {
 			}
 		}
 	}()
-	p, err := r.opts.DNSProvider(d.Provider)
-	if err != nil {
-		return nil, fmt.Errorf("dns01 provider %q: %w", d.Provider, err)
-	}
-	return p, nil
+	return build(d.Provider)
 }
 
-// runHooks runs c's deploy hooks in order, stopping at the first failure.
-func (r *Renewer) runHooks(ctx context.Context, c *Certificate) error {
+// CheckDNSProviders builds every dns01 certificate's provider, as a run
+// would, so that an unknown provider name or a provider missing required
+// variables is a configuration error naming the file and line, found by
+// list, check and run alike rather than by the first renewal. Building a
+// lego provider reads its variables (and NAME_FILE files) and makes no
+// request.
+func (c *Config) CheckDNSProviders(build DNSProviderFunc) error {
+	var errs []error
+	for _, cert := range c.Certificates {
+		d := cert.Challenge.DNS01
+		if d == nil {
+			continue
+		}
+		if _, err := buildDNSProvider(d, build); err != nil {
+			errs = append(errs, fmt.Errorf("config: %s: certificate %q: dns01 provider %q: %w", c.where(cert.dnsLine), cert.Name, d.Provider, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// runHook runs one of c's deploy hooks.
+func (r *Renewer) runHook(ctx context.Context, c *Certificate, cmd string) error {
 	o := &c.Output
 	env := []string{
 		"RAMPART_ACME_NAME=" + c.Name,
@@ -487,12 +730,8 @@ func (r *Renewer) runHooks(ctx context.Context, c *Certificate) error {
 		"RAMPART_ACME_FULLCHAIN=" + filepath.Join(o.CurrentDir(), FileFullChain),
 		"RAMPART_ACME_COMBINED=" + filepath.Join(o.CurrentDir(), FileCombined),
 	}
-	for _, cmd := range c.DeployHooks {
-		if _, err := hook.Run(ctx, r.log.With("cert", c.Name), hook.Hook{Command: cmd, Timeout: r.cfg.hookTimeout(), Env: env, Environ: r.hookEnv}); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := hook.Run(ctx, r.log.With("cert", c.Name), hook.Hook{Command: cmd, Timeout: r.cfg.hookTimeout(), Env: env, Environ: r.hookEnv})
+	return err
 }
 
 // leafOf reads the live leaf certificate; nil if there is none.

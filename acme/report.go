@@ -71,16 +71,29 @@ type CheckThresholds struct {
 	Warning, Critical time.Duration
 }
 
-// Check reads every configured certificate from disk (never the state
-// file), writes one line per certificate and returns the Nagios status:
-// critical for a missing, unreadable or nearly expired certificate,
-// warning when renewal looks overdue or the names differ from the config.
+// Check reads every configured certificate from disk, writes one line per
+// certificate and returns the Nagios status: critical for a missing,
+// unreadable or nearly expired certificate, warning when renewal looks
+// overdue, the names differ from the config, or renewal is backing off
+// after failures. The state file is read only for that backoff (and an
+// unreadable one is ignored): what is on disk decides.
 func Check(w io.Writer, cfg *Config, th CheckThresholds, now time.Time) int {
 	worst := StatusOK
 	var lines []string
 	counts := [3]int{}
+	st, err := LoadState(cfg.StatePath())
+	if err != nil {
+		st, _ = LoadState("")
+	}
 	for _, c := range cfg.Certificates {
 		status, line := checkOne(c, th, now)
+		if cs := st.Certificates[c.Name]; cs != nil && backingOff(now, c, cs) {
+			status = max(status, StatusWarning)
+			if rest, ok := strings.CutPrefix(line, "OK "); ok {
+				line = "WARNING " + rest
+			}
+			line += fmt.Sprintf("; renewal backing off until %s after %d failure(s): %s", cs.NextAttempt.UTC().Format(time.RFC3339), cs.Failures, cs.LastError)
+		}
 		counts[status]++
 		worst = max(worst, status)
 		lines = append(lines, line)

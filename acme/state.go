@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/rampart-sec/rampart/pkg/atomicfile"
@@ -39,14 +40,49 @@ type CertState struct {
 	Failures    int       `json:"failures,omitempty"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
-	// HookPending is set when a new certificate was written but a deploy
-	// hook failed; the next run retries the hooks.
+	// HookPending is true while deploy hooks are owed for the certificate
+	// on disk (one failed, or a run died before they all ran); the next
+	// run runs the owed ones. It mirrors Deploy for older readers and the
+	// metric.
 	HookPending bool `json:"hook_pending,omitempty"`
+	// Deploy is the write-ahead record of a deployment: saved, fsynced,
+	// before the new certificate is switched in, and cleared only once
+	// every deploy hook succeeded for it. A run killed at any point leaves
+	// it behind, so the next run finds the hooks still owed.
+	Deploy *DeployState `json:"deploy,omitempty"`
+	// Deployed is the SHA-256 of the certificate whose deploy hooks all
+	// succeeded. A certificate on disk that is neither this one nor
+	// Deploy's is owed its hooks too (it was changed behind our back).
+	Deployed string `json:"deployed,omitempty"`
+	// IssuedBy says which CA directory and account issued the certificate
+	// Cert; ARI "replaces" is only sent to that CA.
+	IssuedBy *IssuedBy `json:"issued_by,omitempty"`
+	// ConfigHash identifies the certificate's settings at the last
+	// attempt; a backoff earned under other settings does not hold.
+	ConfigHash string `json:"config_hash,omitempty"`
+}
+
+// DeployState is a deployment in progress: the deploy hooks owed for one
+// certificate, and those that already succeeded for it (by command line),
+// which are not run again.
+type DeployState struct {
+	Cert string   `json:"cert"` // SHA-256 of the certificate, hex
+	Done []string `json:"done,omitempty"`
+}
+
+// IssuedBy records where a certificate came from.
+type IssuedBy struct {
+	Cert      string `json:"cert"` // SHA-256 of the certificate, hex
+	Directory string `json:"directory"`
+	Account   string `json:"account"` // the account URL at that CA
 }
 
 // ARIState is one answer of the CA's renewalInfo endpoint (RFC 9773).
 type ARIState struct {
-	CertID      string    `json:"cert_id"` // RFC 9773 identifier of the certificate it is about
+	CertID string `json:"cert_id"` // RFC 9773 identifier of the certificate it is about
+	// Directory is the CA that answered; a window from another CA is
+	// never used for "replaces".
+	Directory   string    `json:"directory,omitempty"`
 	WindowStart time.Time `json:"window_start,omitzero"`
 	WindowEnd   time.Time `json:"window_end,omitzero"`
 	// RenewAt is drawn once, uniformly within the window, as RFC 9773
@@ -130,6 +166,14 @@ func (cs *CertState) clone() *CertState {
 	if cs.ARI != nil {
 		a := *cs.ARI
 		c.ARI = &a
+	}
+	if cs.Deploy != nil {
+		d := DeployState{Cert: cs.Deploy.Cert, Done: slices.Clone(cs.Deploy.Done)}
+		c.Deploy = &d
+	}
+	if cs.IssuedBy != nil {
+		i := *cs.IssuedBy
+		c.IssuedBy = &i
 	}
 	return &c
 }

@@ -293,7 +293,7 @@ func TestRenewAgainstPebble(t *testing.T) {
 	}
 	h.rec.n.Store(0)
 	sum = h.run(cfg, later.Add(2*time.Minute))
-	if r := result(t, sum, "alpn"); r.Action != acme.NotDue || !strings.Contains(r.Reason, "backing off") || h.rec.n.Load() != 0 {
+	if r := result(t, sum, "alpn"); r.Action != acme.BackingOff || !strings.Contains(r.Reason, "backing off after 1 failure(s) until") || h.rec.n.Load() != 0 {
 		t.Fatalf("during backoff: %+v, %d requests", r, h.rec.n.Load())
 	}
 
