@@ -38,6 +38,11 @@ type Config struct {
 	DialTimeout       config.Duration `yaml:"dial_timeout"`
 	MetricsListen     string          `yaml:"metrics_listen"`
 
+	// MaxStartupsPerSource caps one address's connections still logging
+	// in, like sshd's PerSourceMaxStartups, so one address cannot fill
+	// MaxStartups and starve everyone else.
+	MaxStartupsPerSource int `yaml:"max_startups_per_source"`
+
 	Audit      AuditConfig      `yaml:"audit"`
 	TOTP       TOTPConfig       `yaml:"totp"`
 	Duo        *DuoConfig       `yaml:"duo"`
@@ -262,6 +267,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAuthTries == 0 {
 		c.MaxAuthTries = 6
+	}
+	if c.MaxStartupsPerSource == 0 {
+		c.MaxStartupsPerSource = 10
+	}
+	if c.MaxStartupsPerSource < 0 {
+		return fmt.Errorf("max_startups_per_source: %d must be positive", c.MaxStartupsPerSource)
 	}
 	if c.MaxStartups == 0 {
 		c.MaxStartups = 100

@@ -171,7 +171,7 @@ func (s *Server) mfaSuccess(st *connState, rec *audit.Record, method, reason str
 	st.mfaOK = true
 	if st.preauth {
 		st.preauth = false
-		s.preauth.Add(-1)
+		s.startups.done(st.source)
 	}
 	user, fp := st.user, st.keyFP
 	st.mu.Unlock()

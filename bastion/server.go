@@ -63,8 +63,8 @@ type Server struct {
 	lockMu    sync.Mutex
 	lockNotes map[netip.Addr]time.Time
 
-	preauth atomic.Int64 // connections that have not finished both factors
-	notes   notes        // rate limit of the audit records unauthenticated peers cause
+	startups startups // connections that have not finished both factors
+	notes    notes    // rate limit of the audit records unauthenticated peers cause
 }
 
 type ctxKey struct{}
@@ -266,7 +266,7 @@ func (c *trackedConn) Close() error {
 		st.failCounted = st.failCounted || count
 		if st.preauth {
 			st.preauth = false
-			c.s.preauth.Add(-1)
+			c.s.startups.done(st.source)
 		}
 		src := st.source
 		st.mu.Unlock()
@@ -284,13 +284,13 @@ func (s *Server) onConn(ctx glssh.Context, conn net.Conn) net.Conn {
 	// be told it is locked: its keys are refused and keyboard-interactive
 	// says so (lockout.go).
 	st := &connState{source: sourceOf(conn.RemoteAddr())}
-	if max := int64(s.opts.Config.MaxStartups); s.preauth.Load() >= max {
-		// Like sshd's MaxStartups: unauthenticated connections cost CPU
-		// (key exchange) and memory; past the limit new ones are dropped.
-		s.m.refusals.WithLabelValues("max-startups").Inc()
+	// Like sshd's MaxStartups and PerSourceMaxStartups: unauthenticated
+	// connections cost CPU (key exchange) and memory; past the limits new
+	// ones are dropped.
+	if limit, n := s.startups.admit(st.source, s.opts.Config.MaxStartups, s.opts.Config.MaxStartupsPerSource); limit != "" {
+		s.dropStartup(st.source, limit, n)
 		return nil
 	}
-	s.preauth.Add(1)
 	st.preauth = true
 	ctx.SetValue(ctxKey{}, st)
 	tc := &trackedConn{Conn: conn, r: bufio.NewReaderSize(quickack.Reader(conn), 128<<10), s: s, st: st}

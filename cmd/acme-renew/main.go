@@ -26,6 +26,7 @@ import (
 	"github.com/go-acme/lego/v4/providers/dns"
 
 	"github.com/rampart-sec/rampart/acme"
+	"github.com/rampart-sec/rampart/internal/cli"
 	"github.com/rampart-sec/rampart/pkg/config"
 )
 
@@ -51,6 +52,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if len(args) < 1 {
 			return 2
 		}
+		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "version" {
+		fmt.Fprintln(stdout, cli.Version("acme-renew"))
 		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -84,6 +89,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var force stringList
 	fs.Var(&force, "force", "renew certificate `NAME` even if not due (repeatable)")
 	verbose := fs.Bool("v", false, "log progress (lego's too) to stderr")
+	check := fs.Bool("check", false, "load and check the configuration, then exit (no network)")
 	if err := fs.Parse(args); err != nil {
 		return parseStatus(err)
 	}
@@ -91,6 +97,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "acme-renew run: %v\n", err)
 		return 1
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: ok (%d certificates, %d accounts, state in %s)\n", *path, len(cfg.Certificates), len(cfg.Accounts), cfg.StateDir)
+		return 0
 	}
 	level := slog.LevelWarn
 	if *verbose {
