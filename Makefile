@@ -15,8 +15,8 @@ help: ## list targets
 
 build: ## build every binary of cmd/ into ./bin, plus pki-host (the pki client verbs without the CA server)
 	@mkdir -p bin
-	$(GO) build -trimpath -o bin/ $(addprefix ./cmd/,$(CMDS))
-	$(GO) build -trimpath -tags pkiclient -o bin/pki-host ./cmd/pki
+	$(GO) build -trimpath -buildvcs=auto -o bin/ $(addprefix ./cmd/,$(CMDS))
+	$(GO) build -trimpath -buildvcs=auto -tags pkiclient -o bin/pki-host ./cmd/pki
 
 deps: ## install the Debian packages and pinned Go tools the tests need
 	test/install.sh

@@ -57,6 +57,7 @@ func cmdServe(ctx context.Context, args []string) error {
 	fs := newFlags("serve", "serve --config FILE")
 	cfgPath := fs.String("config", defaultConfig, "bastion.yaml")
 	verbose := fs.Bool("v", false, "debug logging")
+	check := fs.Bool("check", false, "load and check the configuration and the files it names, then exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,6 +70,24 @@ func cmdServe(ctx context.Context, args []string) error {
 	cfg, err := bastion.LoadConfig(*cfgPath)
 	if err != nil {
 		return err
+	}
+	// A bastion without users only refuses: a missing users_dir or a
+	// typo'd path, not something to start on.
+	policy, err := bastion.NewPolicy(cfg)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *cfgPath, err)
+	}
+	if len(policy.UserNames()) == 0 {
+		return fmt.Errorf("%s: no users (neither users: nor %s has any); enrol one with \"bastion user add NAME --key FILE --config %s\"", *cfgPath, cfg.UsersDir, *cfgPath)
+	}
+	if *check {
+		if bl := cfg.Blocklist; bl != nil {
+			if _, err := cfg.ClientTLS(bl.CAFile, bl.CertFile, bl.KeyFile); err != nil {
+				return fmt.Errorf("%s: blocklist: %w", *cfgPath, err)
+			}
+		}
+		fmt.Printf("%s: ok (listen %s, %d users, %d targets, audit %s)\n", *cfgPath, cfg.Listen, len(policy.UserNames()), len(cfg.Targets), cfg.Audit.File)
+		return nil
 	}
 	reg := metrics.NewRegistry()
 	deps := bastion.Deps{Logger: logger, Registry: reg}

@@ -17,6 +17,7 @@ func cmdServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", "/etc/rampart/blocklistd.yaml", "configuration file")
 	debug := fs.Bool("debug", false, "log at debug level")
+	check := fs.Bool("check", false, "load and check the configuration and its certificates, then exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -35,6 +36,10 @@ func cmdServe(ctx context.Context, args []string) error {
 	tlsConfig, err := server.TLSConfig(fc.TLS.Cert, fc.TLS.Key, fc.TLS.ClientCA)
 	if err != nil {
 		return fmt.Errorf("%s: tls: %w", *cfgPath, err)
+	}
+	if *check {
+		fmt.Printf("%s: ok (listen %s, store %s, metrics %q)\n", *cfgPath, fc.Listen, storeName(fc), fc.MetricsListen)
+		return nil
 	}
 	st, err := fc.OpenStore(ctx, log)
 	if err != nil {

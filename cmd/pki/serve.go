@@ -19,6 +19,7 @@ func cmdServe(ctx context.Context, args []string) error {
 	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	jsonLog := fs.Bool("log-json", false, "log JSON lines")
+	check := fs.Bool("check", false, "load the configuration, the root certificate and the provisioner key (with the password file), then exit")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -29,6 +30,17 @@ func cmdServe(ctx context.Context, args []string) error {
 	cfg, err := ca.LoadConfig(*cfgPath)
 	if err != nil {
 		return err
+	}
+	if *check {
+		fp, err := cfg.RootFingerprint()
+		if err != nil {
+			return fmt.Errorf("%s: %w", *cfgPath, err)
+		}
+		if _, err := cfg.LoadProvisioner(fp); err != nil {
+			return fmt.Errorf("%s: %w", *cfgPath, err)
+		}
+		fmt.Printf("%s: ok (listen %s, root %s, metrics %q)\n", *cfgPath, cfg.Listen, fp, cfg.Metrics)
+		return nil
 	}
 	reg := metrics.NewRegistry()
 	srv, err := server.New(ctx, cfg, logger, reg)

@@ -19,8 +19,11 @@ if [ ! -f "$pki_cfg" ]; then
 	pki init --dir "$pki_dir" --name "Rampart Demo" --listen "127.0.0.1:$pki_port" --dns localhost --dns 127.0.0.1 \
 		--metrics "127.0.0.1:${PKI_METRICS_PORT:-9473}" --audit-log audit.log >"$DEMO/pki-init.log"
 fi
+# A state directory from an older demo may name another metrics port.
+sed -i "s/^metrics: .*/metrics: 127.0.0.1:${PKI_METRICS_PORT:-9473}/" "$pki_cfg"
 start pki pki serve --config "$pki_cfg"
 wait_port "127.0.0.1:$pki_port"
+wait_port "127.0.0.1:${PKI_METRICS_PORT:-9473}"
 PKI_URL=https://localhost:$pki_port
 PKI_FINGERPRINT=$(pki fingerprint --config "$pki_cfg")
 export PKI_URL PKI_FINGERPRINT PKI_CERTS=$pki_dir/certs
@@ -46,11 +49,13 @@ ln -sfn certs/blocklistd/key.pem "$pki_dir/blocklistd-key.pem"
 ln -sfn certs/admin/cert.pem "$pki_dir/admin.pem"
 ln -sfn certs/admin/key.pem "$pki_dir/admin-key.pem"
 echo "demo: pki issued certificates for blocklistd, agent, admin and bastion in $pki_dir/certs"
-start pki-renew pki renew --daemon --dir "$pki_dir/certs/blocklistd" --textfile "$DEMO/pki-blocklistd.prom"
+start pki-renew pki renew --daemon --dir "$pki_dir/certs/blocklistd" --textfile "$DEMO/pki-blocklistd.prom" \
+	--metrics "127.0.0.1:${PKI_RENEW_METRICS_PORT:-9474}"
+wait_port "127.0.0.1:${PKI_RENEW_METRICS_PORT:-9474}"
 
-next "pki token web1 --config $pki_cfg --san web1.localhost --role agent     (one-time token for a new host)"
-next "pki bootstrap --ca-url $PKI_URL --fingerprint $PKI_FINGERPRINT --token TOKEN --out /tmp/web1"
+next "pki token web1 --config $pki_cfg --san web1.localhost --role agent     # a one-time token for a new host"
+next "pki bootstrap --ca-url $PKI_URL --fingerprint $PKI_FINGERPRINT --out $DEMO/web1 --token \$(pki token web1 --config $pki_cfg --san web1.localhost --role agent)"
 next "pki renew --dir $pki_dir/certs/agent --force --exec 'echo reloaded'"
-next "step ca certificate web2 web2.crt web2.key --token \$(pki token web2 --config $pki_cfg) --ca-url $PKI_URL --root $pki_dir/root_ca.crt"
-next "ssh-keygen -t ed25519 -f /tmp/id_demo -N '' && pki ssh-sign --config $pki_cfg --user alice --key /tmp/id_demo.pub --ttl 5m"
-next "tail -f $pki_dir/audit.log; curl -s http://127.0.0.1:${PKI_METRICS_PORT:-9473}/metrics | grep rampart_pki"
+next "step ca certificate web2 $DEMO/web2.crt $DEMO/web2.key -f --token \$(pki token web2 --config $pki_cfg) --ca-url $PKI_URL --root $pki_dir/root_ca.crt"
+next "rm -f $DEMO/id_user*; ssh-keygen -q -t ed25519 -f $DEMO/id_user -N '' && pki ssh-sign --config $pki_cfg --user alice --key $DEMO/id_user.pub --ttl 5m"
+next "tail -n 3 $pki_dir/audit.log; curl -s http://127.0.0.1:${PKI_METRICS_PORT:-9473}/metrics | grep '^rampart_pki'"

@@ -44,7 +44,8 @@ cli:
 YAML
 start blocklistd blocklistd serve --config "$bl_dir/blocklistd.yaml"
 wait_port "$BLOCKLISTD_ADDR"
+wait_port "$BLOCKLISTD_METRICS"
 next "blocklistd ban 192.0.2.0/24 --ttl 1h --reason demo --config $bl_dir/blocklistd.yaml"
-next "blocklistd list --config $bl_dir/blocklistd.yaml        (add --json for JSON)"
+next "blocklistd list --config $bl_dir/blocklistd.yaml        # --json for JSON"
 next "blocklistd allow 192.0.2.7 --config $bl_dir/blocklistd.yaml; blocklistd unban 192.0.2.0/24 --config $bl_dir/blocklistd.yaml"
-next "curl -s http://$BLOCKLISTD_METRICS/metrics | grep rampart_blocklistd"
+next "curl -s http://$BLOCKLISTD_METRICS/metrics | grep '^rampart_blocklistd'"

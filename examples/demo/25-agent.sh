@@ -7,7 +7,7 @@
 # Needs root (network namespaces, nftables); otherwise it says so and
 # the rest of the demo runs without it.
 agent_dir=$DEMO/agent
-agent_ns=rampart-demo
+agent_ns=${DEMO_NETNS:-rampart-demo}
 if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null 2>&1; then
 	echo "demo: blocklist-agent skipped (needs root and iproute2 for its network namespace)"
 elif [ -z "${BLOCKLISTD_URL:-}" ]; then
@@ -46,9 +46,11 @@ detectors:
     window: 10m
 YAML
 	start blocklist-agent blocklist-agent run --config "$agent_dir/agent.yaml"
-	next "for i in 1 2 3 4 5; do echo \"sshd[1]: Failed password for root from 203.0.113.7 port 4000\$i ssh2\" >>$agent_dir/auth.log; done   (the agent reports 203.0.113.7; blocklistd bans it)"
+	wait_port "127.0.0.1:${AGENT_METRICS_PORT:-9472}"
+	next "for i in 1 2 3 4 5; do echo \"sshd[1]: Failed password for root from 203.0.113.7 port 4000\$i ssh2\" >>$agent_dir/auth.log; done   # the agent reports 203.0.113.7; blocklistd bans it"
 	next "blocklist-agent status --config $agent_dir/agent.yaml"
-	next "ip netns exec $agent_ns nft list table inet rampart      (what the agent enforces)"
+	next "ip netns exec $agent_ns nft list table inet rampart      # what the agent enforces"
+	next "curl -s http://127.0.0.1:${AGENT_METRICS_PORT:-9472}/metrics | grep '^rampart_blocklist_agent'"
 fi
 
 cleanup_agent() {

@@ -3,8 +3,12 @@
 #
 # The demo user's key is $DEMO/bastion/id_demo and its TOTP secret is
 # printed below: compute codes with `oathtool --totp -b SECRET` or scan
-# the otpauth URI into a phone app. The jump target is a throwaway sshd
-# when running as root (sshd needs it), otherwise the bastion itself.
+# the otpauth URI into a phone app. The target is a throwaway sshd when
+# running as root (sshd needs it), in jump and record mode: it trusts the
+# bastion's user CA, and the bastion pins its host key. Without root the
+# jump target is the bastion itself and there is no recorded target.
+# The ssh_config shares one authenticated connection (ControlMaster), so
+# the TOTP code is asked once for every command below.
 # Brute-force sources are reported to the demo blocklistd when the
 # blocklistd part left a reporter certificate.
 ba_dir=$DEMO/bastion
@@ -16,21 +20,31 @@ BASTION_METRICS=127.0.0.1:${BASTION_METRICS_PORT:-9322}
 ba_target_name=self
 ba_target_addr=$BASTION_ADDR
 ba_target_user=demo
+ba_target_modes="[jump]"
+ba_recording=""
 if [ "$(id -u)" -eq 0 ] && [ -x /usr/sbin/sshd ]; then
 	mkdir -p /run/sshd
 	[ -f "$ba_dir/sshd_host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$ba_dir/sshd_host_key"
+	[ -f "$ba_dir/user_ca" ] || ssh-keygen -q -t ed25519 -N '' -C rampart-demo-user-ca -f "$ba_dir/user_ca"
 	cp "$ba_dir/id_demo.pub" "$ba_dir/sshd_authorized_keys"
 	chmod 644 "$ba_dir/sshd_authorized_keys"
 	chmod 711 "$ba_dir"
 	ba_target_name=target
 	ba_target_addr=127.0.0.1:${BASTION_TARGET_PORT:-2223}
 	ba_target_user=root
+	ba_target_modes="[jump, record]
+    user: root
+    host_keys: [\"$(cut -d' ' -f1,2 "$ba_dir/sshd_host_key.pub")\"]"
+	ba_recording="recording:
+  dir: $ba_dir/recordings
+  user_ca_key: $ba_dir/user_ca"
 	cat >"$ba_dir/sshd_config" <<CONF
 Port ${ba_target_addr##*:}
 ListenAddress 127.0.0.1
 HostKey $ba_dir/sshd_host_key
 PidFile none
 AuthorizedKeysFile $ba_dir/sshd_authorized_keys
+TrustedUserCAKeys $ba_dir/user_ca.pub
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -38,6 +52,7 @@ UsePAM no
 StrictModes no
 CONF
 	start bastion-target /usr/sbin/sshd -D -e -f "$ba_dir/sshd_config"
+	wait_port "$ba_target_addr"
 fi
 
 ba_blocklist=""
@@ -63,6 +78,8 @@ brute_force:
 targets:
   - name: $ba_target_name
     addr: "$ba_target_addr"
+    modes: $ba_target_modes
+$ba_recording
 $ba_blocklist
 YAML
 
@@ -79,6 +96,9 @@ Host rampart-bastion
   IdentitiesOnly yes
   UserKnownHostsFile $ba_dir/known_hosts
   StrictHostKeyChecking accept-new
+  ControlMaster auto
+  ControlPath $ba_dir/cm-%r@%h:%p
+  ControlPersist 5m
 Host $ba_target_name
   HostName ${ba_target_addr%:*}
   Port ${ba_target_addr##*:}
@@ -92,8 +112,15 @@ CONF
 
 start bastion bastion serve --config "$ba_dir/bastion.yaml"
 wait_port "$BASTION_ADDR"
+wait_port "$BASTION_METRICS"
 echo "demo: bastion user 'demo', TOTP secret $ba_secret ($(grep -o 'otpauth://[^ ]*' "$ba_dir/enrol.txt" | head -1))"
-next "ssh -F $ba_dir/ssh_config $ba_target_name     (code: oathtool --totp -b $ba_secret)"
-next "ssh -F $ba_dir/ssh_config -t rampart-bastion      (the menu of targets)"
-next "bastion audit verify --config $ba_dir/bastion.yaml; tail -3 $ba_dir/state/audit.jsonl"
-next "curl -s http://$BASTION_METRICS/metrics | grep rampart_bastion"
+next "ssh -F $ba_dir/ssh_config $ba_target_name hostname     # key, then the TOTP code: oathtool --totp -b $ba_secret"
+next "# ssh -F $ba_dir/ssh_config -t rampart-bastion      (interactive: the menu of targets)"
+if [ -n "$ba_recording" ]; then
+	next "ssh -F $ba_dir/ssh_config rampart-bastion $ba_target_name 'uname -a; ls /'     # a recorded session (exec)"
+	next "bastion sessions --config $ba_dir/bastion.yaml"
+	next "bastion replay \$(ls -t $ba_dir/recordings/*.cast | grep -v transfers | head -n 1) --speed 10"
+	next "# ssh -F $ba_dir/ssh_config -t rampart-bastion $ba_target_name, and in a third terminal: bastion watch ID --config $ba_dir/bastion.yaml"
+fi
+next "bastion audit verify --config $ba_dir/bastion.yaml; tail -n 3 $ba_dir/state/audit.jsonl"
+next "curl -s http://$BASTION_METRICS/metrics | grep '^rampart_bastion'"

@@ -55,11 +55,13 @@ YAML
 	if acme-renew run --config "$acme_dir/acme.yaml" >"$acme_dir/first-run.txt" 2>&1; then
 		echo "demo: acme-renew obtained 2 certificates from Pebble ($acme_dir/first-run.txt)"
 	else
-		echo "demo: acme-renew's first run failed; see $acme_dir/first-run.txt" >&2
+		echo "demo: acme-renew's first run failed: $(tail -n 1 "$acme_dir/first-run.txt")" >&2
+		echo "demo: see $acme_dir/first-run.txt, and pebble.log beside it" >&2
+		exit 1
 	fi
-	next "acme-renew list --config $acme_dir/acme.yaml          (when each certificate is next due)"
-	next "acme-renew run --config $acme_dir/acme.yaml           (nothing due: no request to the CA)"
-	next "acme-renew check --config $acme_dir/acme.yaml; echo \$?  (Nagios: 0 ok, 1 warning, 2 critical)"
+	next "acme-renew list --config $acme_dir/acme.yaml          # when each certificate is next due"
+	next "acme-renew run --config $acme_dir/acme.yaml           # nothing due: no request to the CA"
+	next "acme-renew check --config $acme_dir/acme.yaml; echo \$?  # Nagios: 0 ok, 1 warning, 2 critical"
 	next "acme-renew run --config $acme_dir/acme.yaml --force www -v; cat $acme_dir/hooks.log"
 	next "openssl x509 -in $acme_dir/www.crt -noout -subject -issuer -enddate; cat $acme_dir/acme.prom"
 fi

@@ -1,6 +1,6 @@
 // Package cli is the verb dispatch every Rampart binary shares: `NAME VERB
-// [flags]`, --help, exit statuses, and a context cancelled by SIGINT or
-// SIGTERM.
+// [flags]`, --help, --version, exit statuses, and a context cancelled by
+// SIGINT or SIGTERM.
 package cli
 
 import (
@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strings"
 	"syscall"
 )
 
@@ -24,7 +26,8 @@ func (e UsageError) Error() string { return e.Err.Error() }
 func (e UsageError) Unwrap() error { return e.Err }
 
 // Main runs the verb named by args[0] and returns the exit status: 0 on
-// success or after --help (a verb returning flag.ErrHelp), 2 for no verb,
+// success, after --help (a verb returning flag.ErrHelp) or --version
+// (printed on stdout), 2 for no verb,
 // an unknown verb or a [UsageError], 1 for any other error, printed on
 // stderr as "NAME VERB: error".
 func Main(name, usage string, cmds map[string]Command, args []string, stderr io.Writer) int {
@@ -35,6 +38,9 @@ func Main(name, usage string, cmds map[string]Command, args []string, stderr io.
 	switch args[0] {
 	case "-h", "--help", "help":
 		fmt.Fprint(stderr, usage)
+		return 0
+	case "--version", "-version", "version":
+		fmt.Fprintln(os.Stdout, Version(name))
 		return 0
 	}
 	run, ok := cmds[args[0]]
@@ -54,4 +60,69 @@ func Main(name, usage string, cmds map[string]Command, args []string, stderr io.
 		return 2
 	}
 	return 1
+}
+
+// Version is the one line `NAME --version` prints: the module version, the
+// VCS commit (with "+dirty" for a modified tree) and its time, and the Go
+// version, all from the build information the Go toolchain embeds.
+func Version(name string) string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return name + " (no build information)"
+	}
+	return versionOf(name, bi)
+}
+
+func versionOf(name string, bi *debug.BuildInfo) string {
+	version := bi.Main.Version
+	if version == "" {
+		version = "(devel)"
+	}
+	var rev, at string
+	dirty := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", name, version)
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if dirty {
+			rev += "+dirty"
+		}
+		// Go stamps a pseudo-version that already holds the commit.
+		if !strings.Contains(version, rev) {
+			fmt.Fprintf(&b, " commit %s", rev)
+		}
+		if at != "" {
+			fmt.Fprintf(&b, " (%s)", at)
+		}
+	}
+	fmt.Fprintf(&b, " %s", bi.GoVersion)
+	return b.String()
+}
+
+// Describe makes fs print, for -h and --help, the verb's synopsis (its
+// positional arguments and main flags, e.g. "bastion user add NAME --key
+// FILE"), a one-line summary, then its flags.
+func Describe(fs *flag.FlagSet, synopsis, summary string) {
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "usage: %s\n\n%s\n", synopsis, summary)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintf(w, "\nflags:\n")
+			fs.PrintDefaults()
+		}
+	}
 }
