@@ -1,7 +1,7 @@
 // Command acme-renew keeps public TLS certificates renewed from Let's
 // Encrypt or any ACME CA. A systemd timer or cron runs it hourly.
 //
-//	acme-renew run   --config acme.yaml [--force NAME]...   renew what is due; non-zero exit on failure
+//	acme-renew run   --config acme.yaml [--force NAME]...   renew what is due; exit 1 failed, 4 backing off, 75 locked
 //	acme-renew check --config acme.yaml [--warning 14d] [--critical 7d]   exit 0 ok / 1 warning / 2 critical
 //	acme-renew list  --config acme.yaml                      every certificate and when it is next due
 //
@@ -26,14 +26,15 @@ import (
 	"github.com/go-acme/lego/v4/providers/dns"
 
 	"github.com/rampart-sec/rampart/acme"
-	"github.com/rampart-sec/rampart/internal/cli"
 	"github.com/rampart-sec/rampart/pkg/config"
 )
 
 const usage = `usage: acme-renew <command> --config FILE [flags]
 
 commands:
-  run     renew the certificates that are due (what the timer runs); exit 1 if any failed
+  run     renew the certificates that are due (what the timer runs); exit 1 if any
+          failed or the config is broken, 4 if one is backing off after failures,
+          75 if another run holds the lock
   check   report days left, issuer and names of the certificates on disk;
           exit 0 ok, 1 warning, 2 critical (Nagios)
   list    show every certificate and when it is next due (no network)
@@ -52,10 +53,6 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if len(args) < 1 {
 			return 2
 		}
-		return 0
-	}
-	if args[0] == "--version" || args[0] == "-version" || args[0] == "version" {
-		fmt.Fprintln(stdout, cli.Version("acme-renew"))
 		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -84,23 +81,38 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	return fs, path
 }
 
+// Exit statuses of acme-renew run (documented in acme/README.md).
+const (
+	exitFailed     = 1  // a certificate failed in this run, or the config is broken
+	exitBackingOff = 4  // nothing failed now, but a certificate is backing off after failures
+	exitLocked     = 75 // EX_TEMPFAIL: another run holds the lock and does the work
+)
+
+// loadConfig loads the config and builds its DNS providers, so that an
+// unknown provider or a missing variable is a config error in every verb.
+func loadConfig(path string) (*acme.Config, error) {
+	cfg, err := acme.LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.CheckDNSProviders(dns.NewDNSChallengeProviderByName); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, path := flags("run", stderr)
 	var force stringList
 	fs.Var(&force, "force", "renew certificate `NAME` even if not due (repeatable)")
 	verbose := fs.Bool("v", false, "log progress (lego's too) to stderr")
-	check := fs.Bool("check", false, "load and check the configuration, then exit (no network)")
 	if err := fs.Parse(args); err != nil {
 		return parseStatus(err)
 	}
-	cfg, err := acme.LoadConfig(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "acme-renew run: %v\n", err)
-		return 1
-	}
-	if *check {
-		fmt.Fprintf(stdout, "%s: ok (%d certificates, %d accounts, state in %s)\n", *path, len(cfg.Certificates), len(cfg.Accounts), cfg.StateDir)
-		return 0
+		return exitFailed
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -122,6 +134,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Logger:      logger,
 		DNSProvider: dns.NewDNSChallengeProviderByName,
 		Force:       force,
+		Step:        crashStep(),
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "acme-renew run: %v\n", err)
@@ -131,13 +144,18 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "acme-renew run: %v\n", err)
 		if errors.Is(err, acme.ErrLocked) {
-			return 75 // EX_TEMPFAIL: the other run is doing the work
+			return exitLocked
 		}
-		return 1
+		return exitFailed
 	}
 	sum.Write(stdout)
-	if sum.Failed() > 0 {
-		return 1
+	switch {
+	case sum.Failed() > 0:
+		return exitFailed
+	case sum.BackingOff() > 0:
+		// Nothing was tried, but the certificate is still in trouble: an
+		// OnFailure= alert keeps firing until it renews.
+		return exitBackingOff
 	}
 	return 0
 }
@@ -172,7 +190,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "acme-renew check: %v\n", err)
 		return 3
 	}
-	cfg, err := acme.LoadConfig(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintf(stdout, "ACME UNKNOWN - %v\n", err)
 		return 3
@@ -185,7 +203,7 @@ func cmdList(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return parseStatus(err)
 	}
-	cfg, err := acme.LoadConfig(*path)
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "acme-renew list: %v\n", err)
 		return 1
