@@ -58,6 +58,8 @@ type FileConfig struct {
 		MaxPrefixV4 int             `yaml:"max_prefix_v4"`
 		MaxPrefixV6 int             `yaml:"max_prefix_v6"`
 		MaxBytes    int64           `yaml:"max_bytes"`
+		MaxShrink   *Share          `yaml:"max_shrink"`
+		AllowEmpty  bool            `yaml:"allow_empty"`
 	} `yaml:"feeds"`
 	// CLI tells the ban/unban/allow/list verbs how to reach this daemon.
 	CLI struct {
@@ -109,8 +111,14 @@ func (c *FileConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("feeds[%d].name %q: want a unique name without spaces", i, f.Name))
 		}
 		names[f.Name] = true
-		if !strings.HasPrefix(f.URL, "https://") && !strings.HasPrefix(f.URL, "http://") {
-			errs = append(errs, fmt.Errorf("feeds[%d].url %q: want an http(s) URL", i, f.URL))
+		switch {
+		case strings.HasPrefix(f.URL, "https://"), strings.HasPrefix(f.URL, "http://"):
+		case strings.HasPrefix(f.URL, "file:///"):
+		default:
+			errs = append(errs, fmt.Errorf("feeds[%d].url %q: want an http(s) URL or file:///absolute/path", i, f.URL))
+		}
+		if f.MaxShrink != nil && (*f.MaxShrink <= 0 || *f.MaxShrink > 1) {
+			errs = append(errs, fmt.Errorf("feeds[%d].max_shrink %s: want more than 0%% and at most 100%%", i, f.MaxShrink))
 		}
 		if f.Interval != 0 && time.Duration(f.Interval) < time.Minute {
 			errs = append(errs, fmt.Errorf("feeds[%d].interval %s: at least 1m, be kind to list publishers", i, f.Interval))
@@ -146,8 +154,12 @@ func (c *FileConfig) ServerConfig() Config {
 		cfg.Allow = append(cfg.Allow, p)
 	}
 	for _, f := range c.Feeds {
+		lim := feed.Limits{AllowEmpty: f.AllowEmpty}
+		if f.MaxShrink != nil {
+			lim.MaxShrink = float64(*f.MaxShrink)
+		}
 		cfg.Feeds = append(cfg.Feeds, feed.Feed{Name: f.Name, URL: f.URL, Interval: time.Duration(f.Interval), MaxBytes: f.MaxBytes,
-			Parse: listfile.Options{MaxBits4: f.MaxPrefixV4, MaxBits6: f.MaxPrefixV6}})
+			Parse: listfile.Options{MaxBits4: f.MaxPrefixV4, MaxBits6: f.MaxPrefixV6}, Limits: lim})
 	}
 	return cfg
 }

@@ -14,7 +14,7 @@ type serverMetrics struct {
 
 	reportsAccepted *prometheus.CounterVec
 	reportsRejected *prometheus.CounterVec
-	feedErrors      *prometheus.CounterVec
+	feedFailures    *prometheus.CounterVec
 	feedRejected    *prometheus.CounterVec
 	syncs           *prometheus.CounterVec
 	agentLag        *prometheus.GaugeVec
@@ -33,8 +33,8 @@ func newServerMetrics(s *Server) *serverMetrics {
 			Help: "Reports accepted, by outcome (counted, banned, already banned, allowlisted: ignored)."}, []string{"outcome"}),
 		reportsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_blocklistd_reports_rejected_total",
 			Help: "Reports refused, by reason (invalid, too_large, rate_limited)."}, []string{"reason"}),
-		feedErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_blocklistd_feed_fetch_errors_total",
-			Help: "Feed fetches or stores that failed."}, []string{"feed"}),
+		feedFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_blocklistd_feed_failures_total",
+			Help: "Feed fetches that failed or were refused, keeping the feed's previous entries, by reason (fetch, not_a_list, empty, shrink, store)."}, []string{"feed", "reason"}),
 		feedRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_blocklistd_feed_rejected_lines_total",
 			Help: "Feed lines rejected by the parser (bad syntax, too broad)."}, []string{"feed"}),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_blocklistd_syncs_total",
@@ -54,7 +54,7 @@ func (m *serverMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.waiting
 	m.reportsAccepted.Describe(ch)
 	m.reportsRejected.Describe(ch)
-	m.feedErrors.Describe(ch)
+	m.feedFailures.Describe(ch)
 	m.feedRejected.Describe(ch)
 	m.syncs.Describe(ch)
 	m.agentLag.Describe(ch)
@@ -78,7 +78,7 @@ func (m *serverMetrics) Collect(ch chan<- prometheus.Metric) {
 	m.s.agentsMu.Unlock()
 	m.reportsAccepted.Collect(ch)
 	m.reportsRejected.Collect(ch)
-	m.feedErrors.Collect(ch)
+	m.feedFailures.Collect(ch)
 	m.feedRejected.Collect(ch)
 	m.syncs.Collect(ch)
 	m.agentLag.Collect(ch)

@@ -52,6 +52,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rampart-sec/rampart/blocklist/feed"
+	"github.com/rampart-sec/rampart/blocklist/internal/adminapi"
 	"github.com/rampart-sec/rampart/blocklist/internal/wire"
 	"github.com/rampart-sec/rampart/blocklist/store"
 	"github.com/rampart-sec/rampart/pkg/config"
@@ -157,19 +158,22 @@ type Server struct {
 	inflight map[string]int
 	requests int                  // sync requests in flight
 	lastSeen map[string]time.Time // for dropping per-agent metrics of agents gone
+
+	feedsMu sync.Mutex // guards feeds, runCtx, cfg.Feeds and cfg.Allow
+	feeds   map[string]*feedRunner
+	runCtx  context.Context // set by Run
 }
 
 // New loads the store's state and applies the static allowlist. reg may be
 // nil.
 func New(ctx context.Context, st store.Store, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
 	cfg.setDefaults()
-	for _, f := range cfg.Feeds {
-		if f.Name == "" || strings.ContainsAny(f.Name, " |") {
-			return nil, fmt.Errorf("blocklistd: feed name %q: want a non-empty name without spaces", f.Name)
-		}
+	if err := checkFeedNames(cfg.Feeds); err != nil {
+		return nil, err
 	}
 	s := &Server{
 		cfg: cfg, st: st, log: log,
+		feeds:    map[string]*feedRunner{},
 		eng:      newEngine(st, log, cfg.Now),
 		limiter:  newLimiter(cfg.ReportRate, cfg.ReportBurst, cfg.Now),
 		inflight: map[string]int{},
@@ -238,14 +242,18 @@ func (s *Server) applyBatches(ctx context.Context, muts []store.Mutation) error 
 // Run does the background work until ctx ends: following other replicas'
 // changes, expiring decisions, fetching feeds.
 func (s *Server) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for _, f := range s.cfg.Feeds {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.runFeed(ctx, f)
-		}()
-	}
+	s.feedsMu.Lock()
+	s.runCtx = ctx
+	s.startFeedsLocked()
+	s.feedsMu.Unlock()
+	defer func() {
+		s.feedsMu.Lock()
+		for name := range s.feeds {
+			s.stopFeedLocked(name)
+		}
+		s.runCtx = nil
+		s.feedsMu.Unlock()
+	}()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	poll := time.NewTicker(5 * time.Second)
@@ -255,7 +263,6 @@ func (s *Server) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			wg.Wait()
 			return nil
 		case <-s.st.Notify():
 			s.catchUp(ctx)
@@ -295,82 +302,6 @@ func (s *Server) Version() uint64 {
 	return v
 }
 
-func (s *Server) runFeed(ctx context.Context, f feed.Feed) {
-	fetcher := &feed.Fetcher{Feed: f, Client: s.cfg.FeedClient}
-	interval := f.Interval
-	if interval <= 0 {
-		interval = 12 * time.Hour
-	}
-	for {
-		s.fetchFeed(ctx, fetcher)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(interval):
-		}
-	}
-}
-
-func (s *Server) fetchFeed(ctx context.Context, fetcher *feed.Fetcher) {
-	name := fetcher.Feed.Name
-	res, err := fetcher.Fetch(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.m.feedErrors.WithLabelValues(name).Inc()
-			s.log.Warn("blocklistd: feed fetch failed; keeping its previous entries", "feed", name, "err", err)
-		}
-		return
-	}
-	if res.NotModified {
-		s.log.Debug("blocklistd: feed not modified", "feed", name)
-		return
-	}
-	s.m.feedRejected.WithLabelValues(name).Add(float64(len(res.Rejected)))
-	for i, r := range res.Rejected {
-		if i == 10 {
-			s.log.Warn("blocklistd: more rejected feed lines not logged", "feed", name, "rejected", len(res.Rejected))
-			break
-		}
-		s.log.Warn("blocklistd: feed line rejected", "feed", name, "line", r.Error())
-	}
-	if err := s.reconcileFeed(ctx, name, res.Prefixes); err != nil {
-		s.m.feedErrors.WithLabelValues(name).Inc()
-		s.log.Error("blocklistd: storing feed failed", "feed", name, "err", err)
-		return
-	}
-	s.log.Info("blocklistd: feed loaded", "feed", name, "prefixes", len(res.Prefixes), "rejected", len(res.Rejected))
-}
-
-// reconcileFeed makes the feed's decisions exactly prefixes.
-func (s *Server) reconcileFeed(ctx context.Context, name string, prefixes []netip.Prefix) error {
-	source := SourceFeed + name
-	have := map[netip.Prefix]bool{}
-	s.eng.mu.RLock()
-	for k := range s.eng.decisions {
-		if k.source == source {
-			have[k.prefix] = true
-		}
-	}
-	s.eng.mu.RUnlock()
-	now := s.cfg.Now()
-	var muts []store.Mutation
-	for _, p := range prefixes {
-		if have[p] {
-			delete(have, p)
-			continue
-		}
-		if s.tooBroad(p) {
-			continue
-		}
-		muts = append(muts, store.Mutation{Op: store.PutDecision, Decision: &store.Decision{
-			Prefix: p, Action: store.ActionBan, Source: source, Reason: "listed by feed " + name, Created: now}})
-	}
-	for p := range have {
-		muts = append(muts, store.Mutation{Op: store.DeleteDecision, Prefix: p, Source: source})
-	}
-	return s.applyBatches(ctx, muts)
-}
-
 func (s *Server) tooBroad(p netip.Prefix) bool {
 	if p.Addr().Is4() {
 		return p.Bits() < s.cfg.Policy.MinBits4
@@ -390,6 +321,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+wire.PathAllow, s.auth(RoleAdmin, s.handleAllow))
 	mux.Handle("POST "+wire.PathUnallow, s.auth(RoleAdmin, s.handleUnallow))
 	mux.Handle("GET "+wire.PathList, s.auth(RoleAdmin, s.handleList))
+	mux.Handle("GET "+adminapi.PathFeeds, s.auth(RoleAdmin, s.handleFeeds))
+	mux.Handle("POST "+adminapi.PathFeedFetch, s.auth(RoleAdmin, s.handleFeedFetch))
 	return mux
 }
 
