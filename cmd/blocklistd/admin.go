@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/rampart-sec/rampart/blocklist/client"
 	"github.com/rampart-sec/rampart/blocklist/server"
@@ -207,10 +209,22 @@ func printList(w io.Writer, l client.Listing, asJSON bool) error {
 		if !d.Expires.IsZero() {
 			exp = d.Expires.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Prefix, d.Action, d.Source, exp, d.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Prefix, d.Action, escape(d.Source), exp, escape(d.Reason))
 	}
 	for _, a := range l.Allow {
-		fmt.Fprintf(tw, "%s\tallow\t-\tnever\t%s\n", a.Prefix, a.Reason)
+		fmt.Fprintf(tw, "%s\tallow\t-\tnever\t%s\n", a.Prefix, escape(a.Reason))
 	}
 	return tw.Flush()
+}
+
+// escape quotes text holding anything but printable characters and
+// spaces (control characters, bidi overrides), so a reason recorded by an
+// older version or another writer cannot rewrite the operator's terminal.
+func escape(s string) string {
+	for _, r := range s {
+		if r != ' ' && !unicode.IsPrint(r) {
+			return strconv.QuoteToGraphic(s)
+		}
+	}
+	return s
 }

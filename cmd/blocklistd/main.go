@@ -6,6 +6,7 @@
 //	blocklistd unban PREFIX
 //	blocklistd allow PREFIX [--reason T] [--remove]
 //	blocklistd list [--json]
+//	blocklistd feed status | fetch NAME | accept NAME
 //	blocklistd dev-certs --out DIR [--host H]...
 //
 // ban, unban, allow and list talk to the running daemon's admin API over
@@ -27,6 +28,7 @@ commands:
   unban      unban PREFIX                        (admin API)
   allow      allow PREFIX [--reason T] [--remove] (admin API)
   list       list decisions and the allowlist [--json] (admin API)
+  feed       feed status | feed fetch NAME | feed accept NAME (admin API)
   dev-certs  write a throwaway CA and certificates for a demo or a test
 
 The admin verbs find the daemon through --config (its cli: section) or
@@ -41,6 +43,7 @@ func main() {
 		"unban":     cmdUnban,
 		"allow":     cmdAllow,
 		"list":      cmdList,
+		"feed":      cmdFeed,
 		"dev-certs": cmdDevCerts,
 	}, os.Args[1:], os.Stderr))
 }

@@ -57,6 +57,7 @@ func cmdServe(ctx context.Context, args []string) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go watchConfig(ctx, *cfgPath, fc, srv, log)
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Run(ctx) }()
 	go func() { errc <- server.Serve(ctx, ln, srv.Handler(), tlsConfig, log) }()
