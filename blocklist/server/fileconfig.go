@@ -15,6 +15,7 @@ import (
 	"github.com/rampart-sec/rampart/blocklist/store/boltstore"
 	"github.com/rampart-sec/rampart/blocklist/store/pgstore"
 	"github.com/rampart-sec/rampart/pkg/config"
+	"github.com/rampart-sec/rampart/pki/client"
 )
 
 // FileConfig is blocklistd.yaml; examples/blocklist/blocklistd.yaml
@@ -26,6 +27,9 @@ type FileConfig struct {
 		Cert     string `yaml:"cert"`
 		Key      string `yaml:"key"`
 		ClientCA string `yaml:"client_ca"`
+		// CRL refuses client certificates the CA revoked (pki serve's
+		// /1.0/crl); off when url is empty.
+		CRL client.RevocationConfig `yaml:"crl"`
 	} `yaml:"tls"`
 	Store struct {
 		Driver string `yaml:"driver"` // bolt (default) or postgres
@@ -78,6 +82,9 @@ func (c *FileConfig) Validate() error {
 	}
 	if c.TLS.Cert == "" || c.TLS.Key == "" || c.TLS.ClientCA == "" {
 		errs = append(errs, errors.New("tls: cert, key and client_ca are required (blocklistd only speaks mTLS)"))
+	}
+	if err := c.TLS.CRL.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("tls: %w", err))
 	}
 	switch c.Store.Driver {
 	case "", "bolt":

@@ -47,6 +47,9 @@ func cmdServe(ctx context.Context, args []string) error {
 	}
 	defer st.Close()
 	reg := metrics.NewRegistry()
+	if _, err := fc.TLS.CRL.Start(ctx, tlsConfig, fc.TLS.Cert, fc.TLS.ClientCA, log, reg); err != nil {
+		return fmt.Errorf("%s: tls: %w", *cfgPath, err)
+	}
 	srv, err := server.New(ctx, st, fc.ServerConfig(), log, reg)
 	if err != nil {
 		return err

@@ -30,6 +30,10 @@ type CRLConfig struct {
 func (c *CRLConfig) On() bool { return c.Enabled == nil || *c.Enabled }
 
 func (c *CRLConfig) setDefaults() error {
+	if c.Enabled == nil {
+		on := true
+		c.Enabled = &on
+	}
 	if c.RenewPeriod == 0 {
 		c.RenewPeriod = config.Duration(5 * time.Minute)
 	}

@@ -316,5 +316,9 @@ func (c *RevocationChecker) VerifyConnection(cs tls.ConnectionState) error {
 	if len(cs.PeerCertificates) == 0 {
 		return nil
 	}
-	return c.Check(cs.PeerCertificates[0])
+	err := c.Check(cs.PeerCertificates[0])
+	if err != nil {
+		c.log.Warn("pki: peer refused", "err", err)
+	}
+	return err
 }
