@@ -18,6 +18,51 @@ import (
 	"github.com/rampart-sec/rampart/bastion/internal/quickack"
 )
 
+// limitChannels caps the channels open at once on one connection
+// (max_channels): a client that opens thousands costs the bastion a
+// goroutine, buffers and, for jumps, a connection each. Past the cap a
+// channel is rejected; the first refusal on a connection is audited, the
+// rest are counted in rampart_bastion_refusals_total{kind="channel-limit"},
+// so a flood cannot fill the audit log either.
+func (s *Server) limitChannels(h glssh.ChannelHandler) glssh.ChannelHandler {
+	return func(srv *glssh.Server, conn *gossh.ServerConn, nc gossh.NewChannel, ctx glssh.Context) {
+		st := stateOf(ctx)
+		max := s.opts.Config.MaxChannels
+		st.mu.Lock()
+		over := st.channels >= max
+		if over {
+			st.channelsRefused++
+		} else {
+			st.channels++
+		}
+		first := st.channelsRefused == 1
+		st.mu.Unlock()
+		if over {
+			if first {
+				s.refusal(st, "channel-limit", fmt.Sprintf("more than %d channels open on one connection (max_channels); later refusals on this connection are counted in metrics only", max),
+					map[string]any{"channel_type": nc.ChannelType()})
+			} else {
+				s.m.refusals.WithLabelValues("channel-limit").Inc()
+			}
+			nc.Reject(gossh.ResourceShortage, "too many open channels on this connection")
+			return
+		}
+		defer func() {
+			st.mu.Lock()
+			st.channels--
+			st.mu.Unlock()
+		}()
+		h(srv, conn, nc, ctx)
+	}
+}
+
+// Bounds on what a session may send before its shell, exec or subsystem
+// request: gliderlabs keeps every env request.
+const (
+	maxEnvRequests = 64
+	maxEnvBytes    = 4096
+)
+
 // refuseChannel rejects every channel type the bastion does not serve
 // (x11, forwarded-tcpip, direct-streamlocal, …).
 func (s *Server) refuseChannel(_ *glssh.Server, _ *gossh.ServerConn, nc gossh.NewChannel, ctx glssh.Context) {
@@ -57,8 +102,28 @@ func (f filteredChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error) 
 	out := make(chan *gossh.Request)
 	go func() {
 		defer close(out)
+		envs, envNoted := 0, false
 		for r := range reqs {
 			switch r.Type {
+			case "env":
+				envs++
+				if envs > maxEnvRequests || len(r.Payload) > maxEnvBytes {
+					if !envNoted {
+						envNoted = true
+						f.s.refusal(f.st, "env", fmt.Sprintf("environment request %d of %d bytes (at most %d requests of %d bytes; later ones on this channel are refused silently)", envs, len(r.Payload), maxEnvRequests, maxEnvBytes), nil)
+					}
+					r.Reply(false, nil)
+					continue
+				}
+				out <- r
+			case "subsystem":
+				var p struct{ Name string }
+				if gossh.Unmarshal(r.Payload, &p) != nil || p.Name != "sftp" {
+					f.s.refusal(f.st, "subsystem", "subsystem "+strconv.Quote(p.Name)+" is not served", nil)
+					r.Reply(false, nil)
+					continue
+				}
+				out <- r
 			case "auth-agent-req@openssh.com":
 				f.s.refusal(f.st, "agent-forwarding", "agent forwarding is not allowed", nil)
 				r.Reply(false, nil)
@@ -278,18 +343,20 @@ func (s *Server) directTCPIP(_ *glssh.Server, _ *gossh.ServerConn, nc gossh.NewC
 		nc.Reject(gossh.ConnectionFailed, "malformed request")
 		return
 	}
-	want := net.JoinHostPort(d.DestAddr, strconv.Itoa(int(d.DestPort)))
+	// The audit names the canonical destination (or its named target),
+	// never the client's spelling; an unparsable one is quoted, cut short.
 	route, err := s.policy().Resolve(ctx, user, d.DestAddr, uint16(d.DestPort))
 	if err != nil {
 		s.m.jumps.WithLabelValues("refused").Inc()
-		s.refusal(st, "jump", err.Error(), map[string]any{"target": want})
+		target := route.Name()
+		if target == "" {
+			target = "invalid " + strconv.Quote(audit.Truncate(d.DestAddr, 64)) + ":" + strconv.Itoa(int(d.DestPort))
+		}
+		s.refusal(st, "jump", err.Error(), map[string]any{"target": target})
 		nc.Reject(gossh.Prohibited, "destination not allowed")
 		return
 	}
-	targetName := want
-	if route.Target != nil {
-		targetName = route.Target.Name
-	}
+	targetName := route.Name()
 	rec := audit.Record{Type: audit.TypeJump, User: user, Source: addrString(st.source), Method: "direct-tcpip", Target: targetName,
 		Fields: map[string]any{"dest": route.Dial}}
 	dctx, cancel := context.WithTimeout(ctx, s.timeout)

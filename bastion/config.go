@@ -5,7 +5,6 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path"
@@ -17,6 +16,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/rampart-sec/rampart/bastion/dest"
 	"github.com/rampart-sec/rampart/bastion/mfa"
 	"github.com/rampart-sec/rampart/pkg/config"
 )
@@ -35,6 +35,7 @@ type Config struct {
 	IdleTimeout       config.Duration `yaml:"idle_timeout"`
 	MaxAuthTries      int             `yaml:"max_auth_tries"`
 	MaxStartups       int             `yaml:"max_startups"`
+	MaxChannels       int             `yaml:"max_channels"`
 	DialTimeout       config.Duration `yaml:"dial_timeout"`
 	MetricsListen     string          `yaml:"metrics_listen"`
 
@@ -277,6 +278,12 @@ func (c *Config) Validate() error {
 	if c.MaxStartups == 0 {
 		c.MaxStartups = 100
 	}
+	if c.MaxChannels == 0 {
+		c.MaxChannels = 32
+	}
+	if c.MaxChannels < 0 || c.MaxChannels > 10000 {
+		return fmt.Errorf("max_channels: %d is out of range 1..10000", c.MaxChannels)
+	}
 	if c.MaxStartups < 0 {
 		return fmt.Errorf("max_startups: %d must be positive", c.MaxStartups)
 	}
@@ -315,16 +322,23 @@ func (c *Config) Validate() error {
 	if s := c.Audit.Syslog; s != nil && s.Addr == "" {
 		return errors.New("audit: syslog: addr is required")
 	}
-	names := map[string]bool{}
+	for _, l := range []struct{ key, addr string }{{"listen", c.Listen}, {"metrics_listen", c.MetricsListen}} {
+		if l.addr != "" {
+			if err := NewSelf(nil).Add(l.addr); err != nil {
+				return fmt.Errorf("%s: %w", l.key, err)
+			}
+		}
+	}
+	names, lower := map[string]bool{}, map[string]bool{}
 	for i := range c.Targets {
 		t := &c.Targets[i]
 		if err := t.validate(); err != nil {
 			return fmt.Errorf("targets[%d] (%s): %w", i, t.Name, err)
 		}
-		if names[t.Name] {
-			return fmt.Errorf("targets[%d]: duplicate name %q", i, t.Name)
+		if lower[strings.ToLower(t.Name)] {
+			return fmt.Errorf("targets[%d]: duplicate name %q (names are not case-sensitive)", i, t.Name)
 		}
-		names[t.Name] = true
+		names[t.Name], lower[strings.ToLower(t.Name)] = true, true
 	}
 	for g, gc := range c.Groups {
 		for _, s := range gc.Targets {
@@ -352,12 +366,8 @@ func (t *TargetConfig) validate() error {
 	if t.Name == "" || strings.ContainsAny(t.Name, " \t/:%@*?[") {
 		return fmt.Errorf("name %q: want a plain word", t.Name)
 	}
-	host, port, err := net.SplitHostPort(t.Addr)
-	if err != nil || host == "" {
-		return fmt.Errorf("addr %q: want host:port", t.Addr)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("addr %q: invalid port", t.Addr)
+	if _, err := dest.Parse(t.Addr); err != nil {
+		return fmt.Errorf("addr: %w", err)
 	}
 	if len(t.Modes) == 0 {
 		t.Modes = []string{ModeJump}
@@ -482,16 +492,28 @@ func parseAllow(s string, targets map[string]bool) (allowRule, error) {
 	if host == "" {
 		return allowRule{}, fmt.Errorf("target %q: empty host", s)
 	}
+	// Addresses and ranges in their canonical form (bastion/dest), so a
+	// rule matches every spelling of the addresses it covers.
 	var r allowRule
-	if p, err := netip.ParsePrefix(host); err == nil {
-		r.prefix = p.Masked()
-	} else if a, err := netip.ParseAddr(host); err == nil {
-		r.prefix = netip.PrefixFrom(a, a.BitLen())
-	} else {
+	if strings.Contains(host, "/") {
+		p, err := dest.ParsePrefix(host)
+		if err != nil {
+			return allowRule{}, fmt.Errorf("target %q: %w", s, err)
+		}
+		r.prefix = p
+	} else if h, err := dest.ParseHost(host); err == nil {
+		if a, ok := h.Addr(); ok {
+			r.prefix = netip.PrefixFrom(a, a.BitLen())
+		} else {
+			r.glob = h.Name()
+		}
+	} else if strings.ContainsAny(host, "*?[") {
 		if _, err := path.Match(host, ""); err != nil {
 			return allowRule{}, fmt.Errorf("target %q: bad pattern: %w", s, err)
 		}
-		r.glob = strings.ToLower(host)
+		r.glob = strings.ToLower(strings.TrimSuffix(host, "."))
+	} else {
+		return allowRule{}, fmt.Errorf("target %q: %w", s, err)
 	}
 	if ports != "*" {
 		for p := range strings.SplitSeq(ports, ",") {

@@ -125,7 +125,8 @@ func policyFor(t *testing.T, yaml string) *bastion.Policy {
 
 func TestResolve(t *testing.T) {
 	key := edKey(t)
-	p := policyFor(t, `
+	res := &fakeResolver{answers: map[string][]netip.Addr{"a.lab.internal": {netip.MustParseAddr("10.9.9.9")}}}
+	p := policyWith(t, bastion.PolicyOptions{Resolver: res}, `
 targets:
   - {name: web1, addr: "10.0.0.5:22"}
   - {name: web2, addr: "10.0.0.7:2222"}
@@ -150,13 +151,13 @@ users:
 		{"alice", "10.0.1.9", 22, "10.0.1.9:22"},
 		{"alice", "10.0.1.9", 23, ""},
 		{"alice", "10.0.2.9", 22, ""},
-		{"alice", "a.lab.internal", 2222, "a.lab.internal:2222"},
-		{"alice", "A.LAB.internal", 22, "A.LAB.internal:22"},
+		{"alice", "a.lab.internal", 2222, "10.9.9.9:2222"}, // the address checked is the one dialled
+		{"alice", "A.LAB.internal.", 22, "10.9.9.9:22"},
 		{"alice", "lab.internal", 22, ""},
 		{"alice", "a.lab.internal.evil.com", 22, ""},
 		{"alice", "fd00::1", 5432, "[fd00::1]:5432"},
 		{"alice", "fd01::1", 22, ""},
-		{"alice", "localhost", 22, ""}, // resolves to 127.0.0.1, no rule
+		{"alice", "localhost", 22, ""}, // a name no rule names: refused without DNS
 		{"bob", "10.0.0.6", 22, ""},    // a pattern cannot open a jump to a record-only target
 		{"bob", "10.0.0.9", 8080, "10.0.0.9:8080"},
 		{"bob", "web1", 22, "10.0.0.5:22"}, // web1's address is in bob's range

@@ -8,20 +8,22 @@ import (
 	"net/netip"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/rampart-sec/rampart/bastion/dest"
 )
 
 // Target is a named host from the config, ready to use.
 type Target struct {
 	Name     string
-	Addr     string // host:port
+	Addr     string // host:port, canonical (see bastion/dest)
 	User     string // remote login; "" means the bastion user's name
 	Modes    []string
 	HostKeys []gossh.PublicKey
 	HostCA   gossh.PublicKey
+	dest     dest.Dest
 }
 
 // Allows reports whether the target may be used in mode.
@@ -41,18 +43,52 @@ type User struct {
 // immutable once built.
 type Policy struct {
 	users    map[string]*User
-	targets  map[string]*Target
+	targets  map[string]*Target // by lower-cased name
 	order    []*Target
 	userCAs  []gossh.PublicKey
-	resolver *net.Resolver
+	resolver Resolver
+	self     *Self
+}
+
+// Resolver looks host names up; *net.Resolver is one.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// PolicyOptions are NewPolicyWith's dependencies; zero values are the
+// real ones.
+type PolicyOptions struct {
+	// Resolver replaces net.DefaultResolver.
+	Resolver Resolver
+	// Self is where the bastion listens; the config's listen and
+	// metrics_listen are added to it. nil: a Self of its own with the
+	// host's interface addresses.
+	Self *Self
 }
 
 // ErrNotAllowed is wrapped by every refusal of a destination.
 var ErrNotAllowed = errors.New("destination not allowed")
 
 // NewPolicy compiles a validated Config.
-func NewPolicy(c *Config) (*Policy, error) {
-	p := &Policy{users: map[string]*User{}, targets: map[string]*Target{}, resolver: net.DefaultResolver}
+func NewPolicy(c *Config) (*Policy, error) { return NewPolicyWith(c, PolicyOptions{}) }
+
+// NewPolicyWith is NewPolicy with its dependencies given.
+func NewPolicyWith(c *Config, o PolicyOptions) (*Policy, error) {
+	p := &Policy{users: map[string]*User{}, targets: map[string]*Target{}, resolver: o.Resolver, self: o.Self}
+	if p.resolver == nil {
+		p.resolver = net.DefaultResolver
+	}
+	if p.self == nil {
+		p.self = NewSelf(nil)
+	}
+	for _, l := range []struct{ key, addr string }{{"listen", c.Listen}, {"metrics_listen", c.MetricsListen}} {
+		if l.addr == "" {
+			continue
+		}
+		if err := p.self.Add(l.addr); err != nil {
+			return nil, fmt.Errorf("%s: %w", l.key, err)
+		}
+	}
 	for _, s := range c.TrustedUserCAKeys {
 		k, err := ParseAuthorizedKey(s)
 		if err != nil {
@@ -62,7 +98,11 @@ func NewPolicy(c *Config) (*Policy, error) {
 	}
 	names := map[string]bool{}
 	for _, tc := range c.Targets {
-		t := &Target{Name: tc.Name, Addr: tc.Addr, User: tc.User, Modes: tc.Modes}
+		d, err := dest.Parse(tc.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: addr: %w", tc.Name, err)
+		}
+		t := &Target{Name: tc.Name, Addr: d.String(), User: tc.User, Modes: tc.Modes, dest: d}
 		for _, s := range tc.HostKeys {
 			k, err := ParseAuthorizedKey(s)
 			if err != nil {
@@ -77,7 +117,10 @@ func NewPolicy(c *Config) (*Policy, error) {
 			}
 			t.HostCA = k
 		}
-		p.targets[t.Name] = t
+		if other := p.targets[strings.ToLower(t.Name)]; other != nil {
+			return nil, fmt.Errorf("targets %s and %s differ only in case", other.Name, t.Name)
+		}
+		p.targets[strings.ToLower(t.Name)] = t
 		p.order = append(p.order, t)
 		names[t.Name] = true
 	}
@@ -125,8 +168,16 @@ func (p *Policy) UserNames() []string {
 	return out
 }
 
-// Target returns the named target, or nil.
-func (p *Policy) Target(name string) *Target { return p.targets[name] }
+// Target returns the named target (names are not case-sensitive), or nil.
+func (p *Policy) Target(name string) *Target { return p.targets[strings.ToLower(name)] }
+
+// withSelf is p listening where s says (a server's own listeners).
+func (p *Policy) withSelf(s *Self) *Policy {
+	s.addPorts(p.self)
+	cp := *p
+	cp.self = s
+	return &cp
+}
 
 // CheckKey decides whether key (a plain key or a user certificate) may log
 // in as user from remote. It returns the method name for the audit log.
@@ -164,6 +215,11 @@ func (p *Policy) checkCert(u *User, cert *gossh.Certificate, remote netip.Addr) 
 	}
 	if !checker.IsUserAuthority(cert.SignatureKey) {
 		return errors.New("certificate: signed by an untrusted CA")
+	}
+	// x/crypto's CertChecker accepts a certificate without principals for
+	// any user; sshd refuses it, and so does the bastion.
+	if len(cert.ValidPrincipals) == 0 {
+		return errors.New("certificate: no principals (it must name the user)")
 	}
 	var lastErr error
 	for _, principal := range u.Principals {
@@ -211,118 +267,208 @@ func (p *Policy) Allowed(user string) []*Target {
 }
 
 func (p *Policy) targetAllowed(u *User, t *Target) bool {
-	host, ps, _ := net.SplitHostPort(t.Addr)
-	port, _ := strconv.ParseUint(ps, 10, 16)
 	for _, r := range u.rules {
 		if r.name == t.Name {
 			return true
 		}
-		if r.name == "" && r.portOK(uint16(port)) && r.matchLiteral(host) {
+		if r.name == "" && r.portOK(t.dest.Port) && r.matchHost(t.dest.Host) {
 			return true
 		}
 	}
 	return false
 }
 
-// matchLiteral matches host (a name or an address literal) without DNS.
-func (r allowRule) matchLiteral(host string) bool {
-	if r.glob != "" {
-		ok, _ := path.Match(r.glob, strings.ToLower(host))
-		return ok
+// matchHost matches a canonical host without DNS: a CIDR matches
+// addresses, a glob matches the canonical text (a name, or an address as
+// [netip.Addr.String] writes it).
+func (r allowRule) matchHost(h dest.Host) bool {
+	if a, ok := h.Addr(); ok && r.prefix.IsValid() {
+		return r.prefix.Contains(a)
 	}
-	if a, err := netip.ParseAddr(host); err == nil && r.prefix.IsValid() {
-		return r.prefix.Contains(a.Unmap())
+	if r.glob != "" {
+		ok, _ := path.Match(r.glob, h.String())
+		return ok
 	}
 	return false
 }
 
 // Route is where a jump goes once allowed.
 type Route struct {
-	Dial   string  // host:port to connect to
-	Target *Target // the named target, if any
+	Dial   string    // address:port to connect to, canonical, already checked
+	Dest   dest.Dest // the destination asked for, canonical (a named target's address)
+	Target *Target   // the named target, if the destination is one
+}
+
+// Name is what the audit log calls the destination: the named target, or
+// the canonical host:port; "" when the destination could not be parsed.
+func (r Route) Name() string {
+	if r.Target != nil {
+		return r.Target.Name
+	}
+	if r.Dest.Host.IsValid() {
+		return r.Dest.String()
+	}
+	return ""
 }
 
 // Resolve decides whether user may open a direct-tcpip channel to
-// host:port and where to connect. A target name ("ssh -J bastion web1")
-// goes to that target's address when the port asked for is the target's
-// port or 22. An address range allows a host name only if it resolves into
-// the range, and then the bastion connects to the address it checked, so a
-// DNS answer cannot change between check and use.
+// host:port and where to connect. host is parsed once into its canonical
+// form ([dest.ParseHost]: mapped, numeric and upper-case spellings of one
+// host are the same host, zones and ambiguous numbers are refused), and
+// every check below and the address dialled use that one value.
+//
+// A target name ("ssh -J bastion web1") goes to that target's address
+// when the port asked for is the target's port or 22; an address that is
+// a named target's address is that target (a record-only target is never
+// reached by jump, whatever the rules say). Otherwise an allow rule must
+// match: a CIDR matches address literals only; a host name is looked up
+// in DNS only when a host-name rule matches it, and the bastion then
+// connects to the address it checked, so a DNS answer cannot change
+// between check and use. The bastion's own listeners, on any address of
+// its host, are refused last, whatever allowed the destination.
+//
+// The returned Route carries the canonical destination (and its named
+// target) even when the jump is refused, for the audit record.
 func (p *Policy) Resolve(ctx context.Context, user, host string, port uint16) (Route, error) {
 	u := p.users[user]
 	if u == nil {
 		return Route{}, fmt.Errorf("%w: unknown user", ErrNotAllowed)
 	}
-	if len(host) > 255 || host == "" {
-		return Route{}, fmt.Errorf("%w: invalid host", ErrNotAllowed)
-	}
-	if t := p.targets[host]; t != nil {
-		_, tp, _ := net.SplitHostPort(t.Addr)
-		if tp != strconv.Itoa(int(port)) && port != 22 {
-			return Route{}, fmt.Errorf("%w: target %s listens on port %s", ErrNotAllowed, t.Name, tp)
-		}
-		if !p.targetAllowed(u, t) {
-			return Route{}, fmt.Errorf("%w: %s is not in %s's targets", ErrNotAllowed, t.Name, user)
-		}
-		if !t.Allows(ModeJump) {
-			return Route{}, fmt.Errorf("%w: %s allows recorded sessions only", ErrNotAllowed, t.Name)
-		}
-		return Route{Dial: t.Addr, Target: t}, nil
-	}
-	hp := net.JoinHostPort(host, strconv.Itoa(int(port)))
-	for _, t := range p.order {
-		if t.Addr == hp {
+	if len(host) <= dest.MaxHostLen {
+		if t := p.targets[strings.ToLower(strings.TrimSuffix(host, "."))]; t != nil {
+			rt := Route{Dest: t.dest, Target: t}
+			if t.dest.Port != port && port != 22 {
+				return rt, fmt.Errorf("%w: target %s listens on port %d", ErrNotAllowed, t.Name, t.dest.Port)
+			}
 			if !p.targetAllowed(u, t) {
-				break
+				return rt, fmt.Errorf("%w: %s is not in %s's targets", ErrNotAllowed, t.Name, user)
 			}
 			if !t.Allows(ModeJump) {
-				return Route{}, fmt.Errorf("%w: %s allows recorded sessions only", ErrNotAllowed, t.Name)
+				return rt, fmt.Errorf("%w: %s allows recorded sessions only", ErrNotAllowed, t.Name)
 			}
-			return Route{Dial: t.Addr, Target: t}, nil
+			return p.finish(ctx, rt, false)
 		}
 	}
-	var needDNS []allowRule
+	h, err := dest.ParseHost(host)
+	if err != nil {
+		return Route{}, fmt.Errorf("%w: %v", ErrNotAllowed, err)
+	}
+	rt := Route{Dest: dest.Dest{Host: h, Port: port}}
+	if t := p.targetAt(rt.Dest); t != nil {
+		rt.Target = t
+		if !t.Allows(ModeJump) {
+			return rt, fmt.Errorf("%w: %s is %s, which allows recorded sessions only", ErrNotAllowed, rt.Dest, t.Name)
+		}
+		if p.targetAllowed(u, t) {
+			return p.finish(ctx, rt, false)
+		}
+	}
+	matched := false
 	for _, r := range u.rules {
-		if r.name != "" || !r.portOK(port) {
-			continue
-		}
-		if r.matchLiteral(host) {
-			if p.recordOnly(hp) {
-				return Route{}, fmt.Errorf("%w: %s is a recorded-only target", ErrNotAllowed, hp)
-			}
-			return Route{Dial: hp}, nil
-		}
-		if r.prefix.IsValid() {
-			needDNS = append(needDNS, r)
+		if r.name == "" && r.portOK(port) && r.matchHost(h) {
+			matched = true
+			break
 		}
 	}
-	if _, err := netip.ParseAddr(host); err != nil && len(needDNS) > 0 {
-		addrs, err := p.resolver.LookupNetIP(ctx, "ip", host)
-		if err != nil {
-			return Route{}, fmt.Errorf("%w: resolve %s: %v", ErrNotAllowed, host, err)
-		}
-		for _, a := range addrs {
-			for _, r := range needDNS {
-				if r.prefix.Contains(a.Unmap()) {
-					dial := net.JoinHostPort(a.Unmap().String(), strconv.Itoa(int(port)))
-					if p.recordOnly(dial) {
-						return Route{}, fmt.Errorf("%w: %s is a recorded-only target", ErrNotAllowed, dial)
-					}
-					return Route{Dial: dial}, nil
-				}
-			}
-		}
+	if !matched {
+		return rt, fmt.Errorf("%w: %s is not in %s's targets", ErrNotAllowed, rt.Dest, user)
 	}
-	return Route{}, fmt.Errorf("%w: %s is not in %s's targets", ErrNotAllowed, hp, user)
+	return p.finish(ctx, rt, true)
 }
 
-// recordOnly: a pattern must not open a jump to a host whose named target
-// insists on recording.
-func (p *Policy) recordOnly(hp string) bool {
-	for _, t := range p.order {
-		if t.Addr == hp && !t.Allows(ModeJump) {
-			return true
+// finish turns an allowed destination into the address to dial: a name
+// is resolved here, once, and every address it has must pass the checks;
+// byRule also refuses addresses of record-only targets.
+func (p *Policy) finish(ctx context.Context, rt Route, byRule bool) (Route, error) {
+	addrs, err := p.lookup(ctx, rt.Dest.Host)
+	if err != nil {
+		return rt, err
+	}
+	for _, a := range addrs {
+		ap := netip.AddrPortFrom(a, rt.Dest.Port)
+		if self, err := p.self.Is(ap); self {
+			why := "an address of this bastion's host on a port it listens on"
+			if err != nil {
+				why = "maybe this bastion: " + err.Error()
+			}
+			return rt, fmt.Errorf("%w: %s is %s", ErrNotAllowed, ap, why)
+		}
+		if !byRule {
+			continue
+		}
+		t, err := p.recordOnlyAt(ctx, ap)
+		if err != nil {
+			return rt, err
+		}
+		if t != nil {
+			if rt.Target == nil {
+				rt.Target = t
+			}
+			return rt, fmt.Errorf("%w: %s is %s, which allows recorded sessions only", ErrNotAllowed, ap, t.Name)
 		}
 	}
-	return false
+	rt.Dial = netip.AddrPortFrom(addrs[0], rt.Dest.Port).String()
+	return rt, nil
+}
+
+// lookup returns the canonical addresses of h: h's own, or the DNS
+// answer for a name.
+func (p *Policy) lookup(ctx context.Context, h dest.Host) ([]netip.Addr, error) {
+	if a, ok := h.Addr(); ok {
+		return []netip.Addr{a}, nil
+	}
+	found, err := p.resolver.LookupNetIP(ctx, "ip", h.Name())
+	if err != nil {
+		return nil, fmt.Errorf("%w: resolve %s: %v", ErrNotAllowed, h, err)
+	}
+	if len(found) == 0 {
+		return nil, fmt.Errorf("%w: resolve %s: no addresses", ErrNotAllowed, h)
+	}
+	out := make([]netip.Addr, 0, len(found))
+	for _, a := range found {
+		c, err := dest.Canonical(a)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s resolves to %v", ErrNotAllowed, h, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// targetAt returns the named target at d (a record-only one first, so
+// that two targets on one address cannot open a jump to the recorded
+// one), or nil.
+func (p *Policy) targetAt(d dest.Dest) *Target {
+	var found *Target
+	for _, t := range p.order {
+		if t.dest == d {
+			if !t.Allows(ModeJump) {
+				return t
+			}
+			if found == nil {
+				found = t
+			}
+		}
+	}
+	return found
+}
+
+// recordOnlyAt returns the record-only target listening at ap: a rule
+// must not open a jump to a host whose named target insists on
+// recording. A record-only target configured by host name is looked up;
+// when that fails the jump is refused, since it cannot be told apart.
+func (p *Policy) recordOnlyAt(ctx context.Context, ap netip.AddrPort) (*Target, error) {
+	for _, t := range p.order {
+		if t.Allows(ModeJump) || t.dest.Port != ap.Port() {
+			continue
+		}
+		addrs, err := p.lookup(ctx, t.dest.Host)
+		if err != nil {
+			return nil, fmt.Errorf("%w: cannot tell %s from record-only target %s: %v", ErrNotAllowed, ap, t.Name, err)
+		}
+		if slices.Contains(addrs, ap.Addr()) {
+			return t, nil
+		}
+	}
+	return nil, nil
 }

@@ -53,6 +53,7 @@ type Options struct {
 type Server struct {
 	opts    Options
 	pol     atomic.Pointer[Policy]
+	self    *Self // where this server listens; shared by every policy it is given
 	log     *slog.Logger
 	m       *metrics
 	srv     *glssh.Server
@@ -84,6 +85,9 @@ type connState struct {
 	mfaOK       bool
 	failCounted bool
 	preauth     bool // counted in Server.preauth
+
+	channels        int // open session and direct-tcpip channels
+	channelsRefused int // past max_channels
 }
 
 func (st *connState) authenticated() (user string, ok bool) {
@@ -101,6 +105,11 @@ func stateOf(ctx glssh.Context) *connState {
 	}
 	return st
 }
+
+// MaxLoginLen bounds the login name ("alice" or "alice%web1") the bastion
+// looks at; user names are at most 64 bytes (mfa.ValidUserName), target
+// names are short words.
+const MaxLoginLen = 256
 
 // splitUser splits "alice%web1" into the bastion user and a target.
 func splitUser(login string) (user, target string) {
@@ -122,6 +131,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Logger, m: newMetrics(opts.Registry),
 		grace: time.Duration(opts.Config.LoginGraceTime), timeout: time.Duration(opts.Config.DialTimeout),
 		lockNotes: map[netip.Addr]time.Time{}}
+	s.self = opts.Policy.self
 	s.pol.Store(opts.Policy)
 	s.dial = opts.Dial
 	if s.dial == nil {
@@ -138,8 +148,8 @@ func New(opts Options) (*Server, error) {
 		Handler:              s.handleSession,
 		SubsystemHandlers:    map[string]glssh.SubsystemHandler{"sftp": s.handleSFTP},
 		ChannelHandlers: map[string]glssh.ChannelHandler{
-			"session":      s.sessionChannel,
-			"direct-tcpip": s.directTCPIP,
+			"session":      s.limitChannels(s.sessionChannel),
+			"direct-tcpip": s.limitChannels(s.directTCPIP),
 			"default":      s.refuseChannel,
 		},
 		RequestHandlers: map[string]glssh.RequestHandler{
@@ -160,6 +170,9 @@ func New(opts Options) (*Server, error) {
 // Serve accepts connections on ln until ctx ends, then closes every
 // connection.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if err := s.self.Add(ln.Addr().String()); err != nil {
+		return fmt.Errorf("bastion: serve: %w", err)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(ln) }()
 	select {
@@ -182,7 +195,7 @@ func (s *Server) policy() *Policy { return s.pol.Load() }
 // SetPolicy replaces users, groups and targets (SIGHUP in cmd/bastion, so
 // "bastion user add" needs no restart). Connections already authenticated
 // keep their session; new logins and new jumps use the new policy.
-func (s *Server) SetPolicy(p *Policy) { s.pol.Store(p) }
+func (s *Server) SetPolicy(p *Policy) { s.pol.Store(p.withSelf(s.self)) }
 
 // SetRecorder installs the recorded-session proxy. Call it before Serve.
 func (s *Server) SetRecorder(f RecordFunc) { s.opts.Record = f }
@@ -216,8 +229,16 @@ func (s *Server) refusal(st *connState, kind, reason string, extra map[string]an
 	user, src := st.user, st.source
 	st.mu.Unlock()
 	s.m.refusals.WithLabelValues(kind).Inc()
-	s.log.Info("bastion: refused", "user", user, "source", src, "kind", kind, "reason", reason)
-	s.audit(audit.Record{Type: audit.TypeRefusal, User: user, Source: addrString(src), Method: kind, Result: audit.ResultFailure, Reason: reason, Fields: extra})
+	s.log.Info("bastion: refused", "user", user, "source", src, "kind", kind, "reason", audit.Truncate(reason, 512))
+	rec := audit.Record{Type: audit.TypeRefusal, User: user, Source: addrString(src), Method: kind, Result: audit.ResultFailure, Reason: reason}
+	if t, ok := extra["target"].(string); ok {
+		rec.Target = t
+		delete(extra, "target")
+	}
+	if len(extra) > 0 {
+		rec.Fields = extra
+	}
+	s.audit(rec)
 }
 
 func addrString(a netip.Addr) string {
@@ -335,6 +356,17 @@ func fingerprint(k gossh.PublicKey) string {
 // success and asks for the second factor.
 func (s *Server) publicKey(ctx glssh.Context, key glssh.PublicKey) bool {
 	st := stateOf(ctx)
+	if login := ctx.User(); len(login) > MaxLoginLen {
+		// Refused before it is kept anywhere; the audit gets its head.
+		st.mu.Lock()
+		st.attempted = true
+		src := st.source
+		st.mu.Unlock()
+		s.m.auth.WithLabelValues("publickey", audit.ResultFailure).Inc()
+		s.audit(audit.Record{Type: audit.TypeAuth, User: audit.Truncate(login, 64), Source: addrString(src), Method: "publickey", Result: audit.ResultFailure,
+			Reason: fmt.Sprintf("user name of %d bytes (at most %d)", len(login), MaxLoginLen)})
+		return false
+	}
 	user, target := splitUser(ctx.User())
 	st.mu.Lock()
 	st.attempted = true

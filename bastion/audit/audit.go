@@ -142,7 +142,8 @@ func lastHash(f *os.File) (string, error) {
 }
 
 // Append writes rec, chained to the previous record, and flushes it to the
-// file before returning. A zero Time is set to now.
+// file before returning. A zero Time is set to now. Strings are cut so
+// that the line stays within [MaxLine] bytes (see [Truncate]).
 func (l *Log) Append(rec Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -154,7 +155,7 @@ func (l *Log) Append(rec Record) error {
 	}
 	rec.Time = rec.Time.UTC()
 	rec.Prev = l.last
-	line, hash, err := Seal(rec)
+	line, hash, err := sealBounded(rec)
 	if err != nil {
 		return err
 	}
