@@ -18,6 +18,7 @@ import (
 	"github.com/rampart-sec/rampart/firewall/apply"
 	"github.com/rampart-sec/rampart/firewall/pf"
 	"github.com/rampart-sec/rampart/pkg/config"
+	pkiclient "github.com/rampart-sec/rampart/pki/client"
 )
 
 // Config is blocklist-agent's YAML configuration; examples/blocklist/agent.yaml
@@ -45,6 +46,9 @@ type ServerConfig struct {
 	Wait       config.Duration `yaml:"wait"`
 	BackoffMin config.Duration `yaml:"backoff_min"`
 	BackoffMax config.Duration `yaml:"backoff_max"`
+	// CRL refuses a blocklistd whose certificate the CA revoked (pki
+	// serve's /1.0/crl); off when url is empty.
+	CRL pkiclient.RevocationConfig `yaml:"crl"`
 }
 
 // FirewallConfig selects the backend and the safety policy.
@@ -112,6 +116,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.CA == "" || c.Server.Cert == "" || c.Server.Key == "" {
 		return errors.New("server: give cert_dir (as written by `pki bootstrap`) or all of ca, cert and key")
+	}
+	if err := c.Server.CRL.Validate(); err != nil {
+		return fmt.Errorf("server: %w", err)
 	}
 	if c.Server.Wait == 0 {
 		c.Server.Wait = config.Duration(DefaultWait)

@@ -48,6 +48,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if _, err := cfg.Server.CRL.Start(ctx, tlsc, cfg.Server.Cert, cfg.Server.CA, log, reg); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 	cl, err := client.New(client.Config{URL: cfg.Server.URL, TLS: tlsc})
 	if err != nil {
 		return err
