@@ -1,0 +1,137 @@
+package bastion_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/rampart-sec/rampart/bastion/audit"
+)
+
+// auditLinesBounded fails when a line of the world's audit log is longer
+// than audit.MaxLine.
+func auditLinesBounded(t *testing.T, w *world) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(w.dir, "state", "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		if len(line) > audit.MaxLine {
+			t.Errorf("audit line %d: %d bytes", i+1, len(line))
+		}
+	}
+}
+
+// TestChannelCap: 1,000 session channels on one connection: max_channels
+// (32 by default) are opened, the rest are refused with "resource
+// shortage", one audit record says so; closing one makes room.
+func TestChannelCap(t *testing.T) {
+	w := newWorld(t, "")
+	c, err := w.dial(t, "u1", w.user, currentCode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var open []gossh.Channel
+	refused := 0
+	for range 1000 {
+		ch, reqs, err := c.OpenChannel("session", nil)
+		var oce *gossh.OpenChannelError
+		switch {
+		case err == nil:
+			go gossh.DiscardRequests(reqs)
+			open = append(open, ch)
+		case errors.As(err, &oce) && oce.Reason == gossh.ResourceShortage:
+			refused++
+		default:
+			t.Fatalf("open channel: %v", err)
+		}
+	}
+	if len(open) != 32 || refused != 968 {
+		t.Fatalf("%d channels opened, %d refused; want 32 and 968", len(open), refused)
+	}
+	if n := strings.Count(w.audit(t), `"method":"channel-limit"`); n != 1 {
+		t.Errorf("%d channel-limit audit records, want 1", n)
+	}
+	open[0].Close()
+	var ch gossh.Channel
+	for range 100 { // the close reaches the server's handler asynchronously
+		if ch, _, err = c.OpenChannel("session", nil); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("no room after closing a channel: %v", err)
+	}
+	ch.Close()
+	auditLinesBounded(t, w)
+}
+
+// TestLongUserName: a 200,000-byte user name is refused before it is
+// kept, and writes one bounded audit line per attempt.
+func TestLongUserName(t *testing.T) {
+	w := newWorld(t, "")
+	before := len(w.audit(t))
+	long := strings.Repeat("a", 200000)
+	if _, err := w.dial(t, long, w.user, currentCode); err == nil {
+		t.Fatal("logged in with a 200,000-byte user name")
+	}
+	grew := len(w.audit(t)) - before
+	if grew <= 0 || grew > 2*audit.MaxLine {
+		t.Errorf("the audit log grew by %d bytes", grew)
+	}
+	if !strings.Contains(w.audit(t), "user name of 200000 bytes (at most 256)") {
+		t.Errorf("refusal not audited:\n%s", w.audit(t))
+	}
+	auditLinesBounded(t, w)
+}
+
+// TestSessionRequestsBounded: a subsystem other than sftp is refused and
+// audited; environment requests past 64 are refused, audited once.
+func TestSessionRequestsBounded(t *testing.T) {
+	w := newWorld(t, "")
+	c, err := w.dial(t, "u1", w.user, currentCode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RequestSubsystem("netconf"); err == nil {
+		t.Error("subsystem netconf accepted")
+	}
+	s.Close()
+	s, err = c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	refused := 0
+	for i := range 200 {
+		if err := s.Setenv("V"+strings.Repeat("x", i), "1"); err != nil {
+			refused++
+		}
+	}
+	if refused != 200-64 {
+		t.Errorf("%d env requests refused, want %d", refused, 200-64)
+	}
+	if err := s.Setenv("BIG", strings.Repeat("x", 5000)); err == nil {
+		t.Error("a 5,000-byte env request accepted")
+	}
+	a := w.audit(t)
+	if !strings.Contains(a, `subsystem \"netconf\" is not served`) {
+		t.Errorf("subsystem refusal not audited:\n%s", a)
+	}
+	if n := strings.Count(a, `"method":"env"`); n != 1 {
+		t.Errorf("%d env refusal records, want 1", n)
+	}
+	auditLinesBounded(t, w)
+}
