@@ -35,6 +35,8 @@ declare -A pkgs=(
 	[promtool]=prometheus
 	[systemd-analyze]=systemd
 	[python3]=python3
+	[curl]=curl
+	[openssl]=openssl
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do

@@ -12,7 +12,8 @@
 #
 # Environment: DEMO_DIR (state, default ./demo-data), DEMO_BIN (binaries,
 # default ./bin), DEMO_NETNS (the agent's namespace, default rampart-demo),
-# DEMO_ONESHOT=1 (stop right after printing), and the *_PORT variables the
+# DEMO_ONESHOT=1 (stop right after printing), DEMO_PARTS (the NN of the
+# parts to run, e.g. "10 20"; default all), and the *_PORT variables the
 # parts read. test/operator runs every printed command.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -94,13 +95,15 @@ trap stop EXIT
 parts=("$here"/[0-9][0-9]-*.sh)
 for part in "${parts[@]}"; do
 	[ -e "$part" ] || continue
+	nn=$(basename "$part" | cut -c1-2)
+	if [ -n "${DEMO_PARTS:-}" ] && [[ " $DEMO_PARTS " != *" $nn "* ]]; then continue; fi
 	# shellcheck source=/dev/null
 	source "$part"
 done
 
 # A daemon that failed at start (a port in use, a bad certificate) is
 # named here instead of leaving printed commands that cannot work.
-sleep 0.5
+sleep 1
 if dead; then
 	echo "demo: not all pieces are running; stopping" >&2
 	exit 1
