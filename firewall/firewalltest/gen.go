@@ -45,12 +45,12 @@ func (g *Prefixes) Prefix() netip.Prefix {
 		a[5] = byte(r.IntN(2))  // 2001:db8:000X::/48
 		a[7] = byte(r.IntN(3))  // :000Y: /64 inside it
 		a[15] = byte(r.IntN(8)) // the last byte: a handful of addresses
-		bits := lengths6[weighted(r, []int{1, 2, 3, 2, 6})]
+		bits := lengths6[weighted(r, []int{1, 4, 6, 4, 12})]
 		return netip.PrefixFrom(netip.AddrFrom16(a), bits).Masked()
 	}
-	// 10.A.B.C: A in {77, 78}, B in {0, 1}, C in 88..99 (.92/30 holds .94).
-	a := [4]byte{10, byte(77 + r.IntN(2)), byte(r.IntN(2)), byte(88 + r.IntN(12))}
-	bits := lengths4[weighted(r, []int{1, 2, 3, 3, 2, 8})]
+	// 10.A.B.C: A in {77, 78}, B in 0..3, C in 88..103 (.92/30 holds .94).
+	a := [4]byte{10, byte(77 + r.IntN(2)), byte(r.IntN(4)), byte(88 + r.IntN(16))}
+	bits := lengths4[weighted(r, []int{1, 3, 5, 6, 4, 16})]
 	return netip.PrefixFrom(netip.AddrFrom4(a), bits).Masked()
 }
 
