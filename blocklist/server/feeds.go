@@ -279,13 +279,10 @@ func (s *Server) fetchFeed(ctx context.Context, r *feedRunner, accept bool) admi
 // checkEntry is what every ban from a list (feed entry, import line) must
 // pass: CheckBannable and the policy's width bounds.
 func (s *Server) checkEntry(p netip.Prefix) error {
-	if err := CheckBannable(p); err != nil {
-		return err
-	}
 	if s.tooBroad(p) {
 		return fmt.Errorf("%s is broader than the policy allows (/%d for IPv4, /%d for IPv6)", p, s.cfg.Policy.MinBits4, s.cfg.Policy.MinBits6)
 	}
-	return nil
+	return CheckBannable(p)
 }
 
 // reconcileFeed makes the feed's decisions exactly next, both sorted.

@@ -15,6 +15,7 @@ type serverMetrics struct {
 	reportsAccepted *prometheus.CounterVec
 	reportsRejected *prometheus.CounterVec
 	feedFailures    *prometheus.CounterVec
+	tlsRefused      *prometheus.CounterVec
 	feedRejected    *prometheus.CounterVec
 	syncs           *prometheus.CounterVec
 	agentLag        *prometheus.GaugeVec
@@ -37,6 +38,8 @@ func newServerMetrics(s *Server) *serverMetrics {
 			Help: "Feed fetches that failed or were refused, keeping the feed's previous entries, by reason (fetch, not_a_list, empty, shrink, store)."}, []string{"feed", "reason"}),
 		feedRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_blocklistd_feed_rejected_lines_total",
 			Help: "Feed lines rejected by the parser (bad syntax, too broad)."}, []string{"feed"}),
+		tlsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_blocklistd_tls_handshake_failures_total",
+			Help: "TLS handshakes that failed, by reason (no_certificate, unknown_ca, expired, revoked, bad_certificate, other)."}, []string{"reason"}),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_blocklistd_syncs_total",
 			Help: "Sync answers sent, by kind (full, delta)."}, []string{"kind"}),
 		agentLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rampart_blocklistd_agent_sync_lag_versions",
@@ -56,6 +59,7 @@ func (m *serverMetrics) Describe(ch chan<- *prometheus.Desc) {
 	m.reportsRejected.Describe(ch)
 	m.feedFailures.Describe(ch)
 	m.feedRejected.Describe(ch)
+	m.tlsRefused.Describe(ch)
 	m.syncs.Describe(ch)
 	m.agentLag.Describe(ch)
 	m.agentLastSync.Describe(ch)
@@ -80,6 +84,7 @@ func (m *serverMetrics) Collect(ch chan<- prometheus.Metric) {
 	m.reportsRejected.Collect(ch)
 	m.feedFailures.Collect(ch)
 	m.feedRejected.Collect(ch)
+	m.tlsRefused.Collect(ch)
 	m.syncs.Collect(ch)
 	m.agentLag.Collect(ch)
 	m.agentLastSync.Collect(ch)

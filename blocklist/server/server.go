@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -323,7 +324,17 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+wire.PathList, s.auth(RoleAdmin, s.handleList))
 	mux.Handle("GET "+adminapi.PathFeeds, s.auth(RoleAdmin, s.handleFeeds))
 	mux.Handle("POST "+adminapi.PathFeedFetch, s.auth(RoleAdmin, s.handleFeedFetch))
-	return mux
+	return apiHandler{mux, s}
+}
+
+// apiHandler lets Serve count refused TLS handshakes in the server's metrics.
+type apiHandler struct {
+	http.Handler
+	s *Server
+}
+
+func (a apiHandler) countHandshake(reason string) {
+	a.s.m.tlsRefused.WithLabelValues(reason).Inc()
 }
 
 type caller struct {
@@ -486,9 +497,9 @@ func (s *Server) forgetAgents(before time.Time) {
 	}
 }
 
-// ParseReport validates a report body: one address (not unspecified,
-// loopback, multicast or broadcast), a short printable reason, a count
-// between 1 and 1,000,000, and an optional window up to 24h.
+// ParseReport validates a report body: one address that [CheckBannable]
+// accepts, a reason that [CheckReason] accepts, a count between 1 and
+// 1,000,000, and an optional window up to 24h.
 func ParseReport(body wire.Report) (netip.Addr, int, error) {
 	a, err := netip.ParseAddr(strings.TrimSpace(body.Addr))
 	if err != nil {
@@ -498,14 +509,14 @@ func ParseReport(body wire.Report) (netip.Addr, int, error) {
 		return netip.Addr{}, 0, fmt.Errorf("addr %q: zones are not allowed", clip(body.Addr))
 	}
 	a = a.Unmap()
-	if a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-		return netip.Addr{}, 0, fmt.Errorf("addr %s: refusing to ban an unspecified, loopback, multicast or broadcast address", a)
+	if err := CheckBannable(netip.PrefixFrom(a, a.BitLen())); err != nil {
+		return netip.Addr{}, 0, fmt.Errorf("addr: %w", err)
 	}
 	if body.Count < 1 || body.Count > 1_000_000 {
 		return netip.Addr{}, 0, fmt.Errorf("count %d: want 1 to 1000000", body.Count)
 	}
-	if len(body.Reason) > 200 || strings.ContainsFunc(body.Reason, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return netip.Addr{}, 0, errors.New("reason: at most 200 printable characters")
+	if err := CheckReason(body.Reason); err != nil {
+		return netip.Addr{}, 0, err
 	}
 	if body.Window != "" {
 		d, err := time.ParseDuration(body.Window)
@@ -660,8 +671,8 @@ func (s *Server) handleBan(w http.ResponseWriter, r *http.Request, c caller) {
 		s.refuse(w, r, c.name, http.StatusBadRequest, "ban: "+err.Error())
 		return
 	}
-	if s.tooBroad(p) {
-		s.refuse(w, r, c.name, http.StatusBadRequest, fmt.Sprintf("ban: %s is broader than the policy allows (/%d for IPv4, /%d for IPv6)", p, s.cfg.Policy.MinBits4, s.cfg.Policy.MinBits6))
+	if err := s.checkEntry(p); err != nil {
+		s.refuse(w, r, c.name, http.StatusBadRequest, "ban: "+err.Error())
 		return
 	}
 	ttl := s.cfg.Policy.ManualTTL
@@ -671,8 +682,8 @@ func (s *Server) handleBan(w http.ResponseWriter, r *http.Request, c caller) {
 			return
 		}
 	}
-	if len(body.Reason) > 200 {
-		s.refuse(w, r, c.name, http.StatusBadRequest, "ban: reason longer than 200 characters")
+	if err := CheckReason(body.Reason); err != nil {
+		s.refuse(w, r, c.name, http.StatusBadRequest, "ban: "+err.Error())
 		return
 	}
 	now := s.cfg.Now()
@@ -708,8 +719,8 @@ func (s *Server) prefixRequest(w http.ResponseWriter, r *http.Request, c caller,
 		s.refuse(w, r, c.name, http.StatusBadRequest, what+": "+err.Error())
 		return netip.Prefix{}, "", false
 	}
-	if len(body.Reason) > 200 {
-		s.refuse(w, r, c.name, http.StatusBadRequest, what+": reason longer than 200 characters")
+	if err := CheckReason(body.Reason); err != nil {
+		s.refuse(w, r, c.name, http.StatusBadRequest, what+": "+err.Error())
 		return netip.Prefix{}, "", false
 	}
 	return p, body.Reason, true
@@ -857,7 +868,17 @@ func (rl *reloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 
 // Serve serves h over TLS on ln until ctx ends, then shuts down, cutting
 // long polls short.
+//
+// Refused TLS handshakes (no certificate, another CA, expired, revoked)
+// are logged at warning with the remote address, rate-limited, and, when
+// h is [Server.Handler], counted in
+// rampart_blocklistd_tls_handshake_failures_total{reason}.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, tlsConfig *tls.Config, log *slog.Logger) error {
+	var count func(string)
+	if a, ok := h.(apiHandler); ok {
+		count = a.countHandshake
+	}
+	hl := newHandshakeLog(log, count)
 	srv := &http.Server{
 		Handler:           h,
 		TLSConfig:         tlsConfig,
@@ -868,7 +889,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, tlsConfig *tls.
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 16 << 10,
 		BaseContext:    func(net.Listener) context.Context { return ctx },
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:       stdlog.New(hl, "", 0),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
