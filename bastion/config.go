@@ -57,6 +57,12 @@ type Config struct {
 
 	// dir is the config file's directory: relative paths start there.
 	dir string
+	// fromDir names the users read from users_dir (bastion user manages
+	// those; the main file's are edited by hand).
+	fromDir map[string]bool
+	// disabled holds the users with disabled: true, kept out of Users so
+	// nothing built from the config lets them in.
+	disabled map[string]*UserConfig
 }
 
 // AuditConfig: the hash-chained log and its optional syslog copy.
@@ -166,6 +172,9 @@ type UserConfig struct {
 	Targets      []string `yaml:"targets,omitempty"`
 	SecondFactor string   `yaml:"second_factor,omitempty"`
 	DuoUsername  string   `yaml:"duo_username,omitempty"`
+	// Disabled refuses every login of the user and keeps everything else
+	// ("bastion user disable").
+	Disabled bool `yaml:"disabled,omitempty"`
 }
 
 // LoadConfig reads the file at path (and users_dir, when set), fills in
@@ -219,7 +228,7 @@ func (c *Config) loadUsersDir() error {
 		if !ok || e.IsDir() {
 			continue
 		}
-		if _, dup := c.Users[name]; dup {
+		if _, dup := c.Users[name]; dup || c.disabled[name] != nil {
 			return fmt.Errorf("bastion: users_dir: %s: user %q is also defined in the main config", e.Name(), name)
 		}
 		var u UserConfig
@@ -227,8 +236,25 @@ func (c *Config) loadUsersDir() error {
 			return err
 		}
 		c.Users[name] = &u
+		if c.fromDir == nil {
+			c.fromDir = map[string]bool{}
+		}
+		c.fromDir[name] = true
 	}
 	return nil
+}
+
+// dropDisabled moves disabled users out of Users.
+func (c *Config) dropDisabled() {
+	for name, u := range c.Users {
+		if u != nil && u.Disabled {
+			if c.disabled == nil {
+				c.disabled = map[string]*UserConfig{}
+			}
+			c.disabled[name] = u
+			delete(c.Users, name)
+		}
+	}
 }
 
 // Path resolves p against the config file's directory.
@@ -242,6 +268,7 @@ func (c *Config) Path(p string) string {
 // Validate fills defaults and checks the config; it is called by the
 // strict loader.
 func (c *Config) Validate() error {
+	c.dropDisabled()
 	if c.Listen == "" {
 		c.Listen = ":2222"
 	}

@@ -99,6 +99,13 @@ func (s *Server) secondFactor(ctx glssh.Context, st *connState, conn gossh.ConnM
 	if len(answers) != 1 {
 		return fail("keyboard-interactive", fmt.Sprintf("expected 1 answer, got %d", len(answers)))
 	}
+	if mfa.IsRecoveryCode(answers[0]) {
+		left, err := s.opts.TOTP.UseRecoveryCode(user, answers[0])
+		if err != nil {
+			return fail("recovery-code", err.Error())
+		}
+		return s.mfaSuccess(st, &rec, "recovery-code", fmt.Sprintf("one-time recovery code used; %d left", left))
+	}
 	ans := mfa.ParseAnswer(answers[0])
 
 	switch ans.Kind {

@@ -64,8 +64,9 @@ type Server struct {
 	lockMu    sync.Mutex
 	lockNotes map[netip.Addr]time.Time
 
-	startups startups // connections that have not finished both factors
-	notes    notes    // rate limit of the audit records unauthenticated peers cause
+	startups startups                        // connections that have not finished both factors
+	notes    notes                           // rate limit of the audit records unauthenticated peers cause
+	disabled atomic.Pointer[map[string]bool] // users with disabled: true (users.go)
 }
 
 type ctxKey struct{}
@@ -84,7 +85,7 @@ type connState struct {
 	keyFP       string
 	mfaOK       bool
 	failCounted bool
-	preauth     bool // counted in Server.preauth
+	preauth     bool // counted in Server.startups
 
 	channels        int // open session and direct-tcpip channels
 	channelsRefused int // past max_channels
@@ -133,6 +134,7 @@ func New(opts Options) (*Server, error) {
 		lockNotes: map[netip.Addr]time.Time{}}
 	s.self = opts.Policy.self
 	s.pol.Store(opts.Policy)
+	s.setDisabled(opts.Config)
 	s.dial = opts.Dial
 	if s.dial == nil {
 		d := &net.Dialer{KeepAlive: 30 * time.Second}
@@ -387,6 +389,9 @@ func (s *Server) publicKey(ctx glssh.Context, key glssh.PublicKey) bool {
 	}
 	method, err := s.policy().CheckKey(user, key, src)
 	rec.Method = method
+	if err != nil && s.isDisabled(user) {
+		err = errors.New("user disabled")
+	}
 	if err != nil {
 		rec.Reason = err.Error()
 		s.m.auth.WithLabelValues(method, audit.ResultFailure).Inc()

@@ -164,11 +164,17 @@ type AddUserRequest struct {
 	Targets      []string
 	QR           bool // print a terminal QR code with the otpauth URI
 	SecondFactor string
+	// Force replaces a user that "bastion user add" enrolled before (a
+	// lost phone, a new key): new key list, new TOTP secret, new
+	// recovery codes. Users of the main config file are never replaced.
+	Force bool
 }
 
 // AddUser writes users_dir/NAME.yaml and, with TOTP, enrols a new secret,
-// printing the otpauth:// URI (and a QR code) to w. An existing user file
-// is replaced.
+// printing the otpauth:// URI (and a QR code) and one-time recovery codes
+// to w. A user it enrolled before is replaced only with req.Force. The
+// running server picks the file up without a restart (it watches
+// users_dir).
 func AddUser(cfg *Config, req AddUserRequest, w io.Writer) error {
 	if !mfa.ValidUserName(req.Name) {
 		return fmt.Errorf("bastion: user add: invalid name %q (lowercase letters, digits, . _ -)", req.Name)
@@ -176,8 +182,13 @@ func AddUser(cfg *Config, req AddUserRequest, w io.Writer) error {
 	if cfg.UsersDir == "" {
 		return errors.New("bastion: user add: set users_dir in the config so users can be added without editing it")
 	}
-	if _, inMain := cfg.Users[req.Name]; inMain {
+	_, enabled := cfg.Users[req.Name]
+	exists := enabled || cfg.disabled[req.Name] != nil
+	switch {
+	case exists && !cfg.UserFromDir(req.Name):
 		return fmt.Errorf("bastion: user add: %s is defined in the main config file; edit it there", req.Name)
+	case exists && !req.Force:
+		return fmt.Errorf("bastion: user add: %s exists (%s); --force replaces it: new keys, new TOTP secret, new recovery codes", req.Name, filepath.Join(cfg.Path(cfg.UsersDir), req.Name+".yaml"))
 	}
 	u := UserConfig{Groups: req.Groups, Targets: req.Targets}
 	if req.KeyFile != "" {
@@ -233,22 +244,51 @@ func AddUser(cfg *Config, req AddUserRequest, w io.Writer) error {
 	if err := atomicfile.WriteFile(filepath.Join(dir, req.Name+".yaml"), append([]byte(header), data...), atomicfile.Options{Mode: 0o644, UID: -1, GID: -1}); err != nil {
 		return fmt.Errorf("bastion: user add: %w", err)
 	}
-	fmt.Fprintf(w, "user %s written to %s\n", req.Name, filepath.Join(dir, req.Name+".yaml"))
+	verb := "written to"
+	if exists {
+		verb = "replaced in"
+	}
+	fmt.Fprintf(w, "user %s %s %s\n", req.Name, verb, filepath.Join(dir, req.Name+".yaml"))
+	store, err := mfa.NewTOTPStore(cfg.Path(cfg.TOTP.SecretDir), nil)
+	if err != nil {
+		return err
+	}
 	if req.TOTP {
-		store, err := mfa.NewTOTPStore(cfg.Path(cfg.TOTP.SecretDir), nil)
-		if err != nil {
+		if err := enrolTOTP(cfg, store, req.Name, req.QR, w); err != nil {
 			return err
 		}
-		key, err := store.Enroll(cfg.TOTP.Issuer, req.Name)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "TOTP secret enrolled (stored 0600 in %s).\nScan this with a phone authenticator, or enter the URI:\n\n%s\n\n", cfg.Path(cfg.TOTP.SecretDir), key.URL())
-		if req.QR {
-			qrterminal.GenerateWithConfig(key.URL(), qrterminal.Config{Level: qrterminal.L, Writer: w, HalfBlocks: true,
-				BlackChar: qrterminal.BLACK_BLACK, WhiteChar: qrterminal.WHITE_WHITE, BlackWhiteChar: qrterminal.BLACK_WHITE,
-				WhiteBlackChar: qrterminal.WHITE_BLACK, QuietZone: 2})
-		}
+	} else if err := store.Remove(req.Name); err != nil {
+		// A replaced user keeps no TOTP secret it was not given again.
+		return err
+	}
+	return issueRecoveryCodes(store, req.Name, w)
+}
+
+// enrolTOTP stores a new TOTP secret for name and prints its otpauth URI
+// (and a QR code).
+func enrolTOTP(cfg *Config, store *mfa.TOTPStore, name string, qr bool, w io.Writer) error {
+	key, err := store.Enroll(cfg.TOTP.Issuer, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "TOTP secret enrolled (stored 0600 in %s).\nScan this with a phone authenticator, or enter the URI:\n\n%s\n\n", cfg.Path(cfg.TOTP.SecretDir), key.URL())
+	if qr {
+		qrterminal.GenerateWithConfig(key.URL(), qrterminal.Config{Level: qrterminal.L, Writer: w, HalfBlocks: true,
+			BlackChar: qrterminal.BLACK_BLACK, WhiteChar: qrterminal.WHITE_WHITE, BlackWhiteChar: qrterminal.BLACK_WHITE,
+			WhiteBlackChar: qrterminal.WHITE_BLACK, QuietZone: 2})
+	}
+	return nil
+}
+
+// issueRecoveryCodes replaces name's recovery codes and prints them.
+func issueRecoveryCodes(store *mfa.TOTPStore, name string, w io.Writer) error {
+	codes, err := store.IssueRecoveryCodes(name, mfa.RecoveryCodes)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Recovery codes for %s: each works once instead of the second factor\n(after the key). Hand them over now; they are stored only hashed.\n", name)
+	for _, c := range codes {
+		fmt.Fprintf(w, "  %s\n", c)
 	}
 	return nil
 }

@@ -2,7 +2,8 @@
 // jump or recorded session to allowed targets, tamper-evident audit.
 //
 //	bastion serve --config bastion.yaml
-//	bastion user add NAME --key FILE [--totp] [--duo]
+//	bastion user add NAME --key FILE [--totp] [--duo] [--force]
+//	bastion user list | disable NAME | enable NAME | remove NAME | reset-totp NAME
 //	bastion audit verify
 //	bastion sshfp
 //	bastion replay FILE [--speed N] [--idle-limit S]
@@ -20,7 +21,7 @@ const usage = `usage: bastion <command> [flags]
 
 commands:
   serve      run the SSH bastion (--config FILE)
-  user add   enrol a user: key, TOTP and/or Duo
+  user       enrol (add), list, disable, enable, remove users; reset-totp
   audit      verify the hash-chained audit log
   sshfp      print SSHFP DNS records for the host keys
   replay     play a recorded session in the terminal

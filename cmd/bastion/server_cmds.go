@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 	"time"
 
@@ -121,23 +120,32 @@ func cmdServe(ctx context.Context, args []string) error {
 			}
 		}()
 	}
-	// SIGHUP reloads users, groups and targets (after "bastion user add").
+	// Users, groups and targets reload on SIGHUP and whenever the config
+	// file or users_dir changes ("bastion user add|disable|remove" need
+	// no restart and no signal).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
+		tick := time.NewTicker(reloadPoll)
+		defer tick.Stop()
+		stamp := cfg.Stamp(*cfgPath)
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-hup:
+			case <-tick.C:
+				if cfg.Stamp(*cfgPath) == stamp {
+					continue
+				}
 			}
+			stamp = cfg.Stamp(*cfgPath)
 			next, err := bastion.LoadConfig(*cfgPath)
 			if err == nil {
-				var p *bastion.Policy
-				if p, err = bastion.NewPolicy(next); err == nil {
-					srv.SetPolicy(p)
-					logger.Info("bastion: reloaded users, groups and targets", "users", len(p.UserNames()))
+				var n int
+				if n, err = srv.Reload(next); err == nil {
+					logger.Info("bastion: reloaded users, groups and targets", "users", n, "disabled", len(next.DisabledUsers()))
 					continue
 				}
 			}
@@ -184,43 +192,6 @@ type blocklistReporter struct{ c *client.Client }
 func (r blocklistReporter) Report(ctx context.Context, addr netip.Addr, reason string, count int, window time.Duration) error {
 	return r.c.Report(ctx, client.Report{Addr: addr, Reason: reason, Count: count, Window: window})
 }
-
-func cmdUser(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "add" {
-		return errors.New("usage: bastion user add NAME --key FILE [--totp] [--duo] [--group G]... [--target T]... [--config FILE]")
-	}
-	args = args[1:]
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return errors.New("user add: NAME comes first: bastion user add alice --key alice.pub --totp")
-	}
-	name := args[0]
-	fs := newFlags("user add", "user add NAME --key FILE [--totp] [--duo] [--group G]... [--target T]...")
-	cfgPath := fs.String("config", defaultConfig, "bastion.yaml")
-	key := fs.String("key", "", "authorized_keys file with the user's public key(s)")
-	totp := fs.Bool("totp", false, "enrol a TOTP secret and print its otpauth URI and QR code")
-	duo := fs.Bool("duo", false, "use Duo as second factor (with --totp: either)")
-	noQR := fs.Bool("no-qr", false, "do not draw the QR code")
-	var groups, targets listFlag
-	fs.Var(&groups, "group", "group membership (repeatable)")
-	fs.Var(&targets, "target", "allowed target name or HOSTPATTERN:PORTS (repeatable)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if !*totp && !*duo {
-		return errors.New("user add: choose a second factor: --totp, --duo or both")
-	}
-	cfg, err := bastion.LoadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	return bastion.AddUser(cfg, bastion.AddUserRequest{Name: name, KeyFile: *key, TOTP: *totp, Duo: *duo,
-		Groups: groups, Targets: targets, QR: !*noQR}, os.Stdout)
-}
-
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 func cmdAudit(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "verify" {
