@@ -97,6 +97,10 @@ type Config struct {
 	// CRL publishes revocations at URL + /1.0/crl (see [CRLConfig]).
 	CRL CRLConfig `yaml:"crl"`
 
+	// ACME serves step-ca's ACME provisioner (see [ACMEConfig]); off by
+	// default.
+	ACME ACMEConfig `yaml:"acme"`
+
 	// Roles are the role names tokens may carry (urn:rampart:role:<role>).
 	Roles []string `yaml:"roles"`
 

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,7 @@ import (
 // beyond issuance: the CRL, the ACME and SSHPOP provisioners.
 func applyExtras(c *ca.Config, sc *stepconfig.Config) error {
 	applyCRL(c, sc)
+	applyACME(c, sc)
 	return nil
 }
 
@@ -26,6 +28,13 @@ func (s *Server) startExtras(reg prometheus.Registerer) error {
 		if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
 			return err
 		}
+	}
+	if s.cfg.ACME.Enabled {
+		h, err := s.acmeHandler()
+		if err != nil {
+			return err
+		}
+		s.acme = h
 	}
 	return nil
 }
@@ -41,6 +50,8 @@ func (s *Server) routeExtras(api http.Handler) http.Handler {
 			h = s.serveInventory
 		case r.URL.Path == "/crl" || r.URL.Path == ca.CRLPath:
 			h, route = s.serveCRL, "/crl"
+		case s.acme != nil && strings.HasPrefix(r.URL.Path, "/acme/"):
+			h, route = s.acme.ServeHTTP, acmeRoute(r.URL.Path)
 		}
 		if h == nil {
 			api.ServeHTTP(w, r)
@@ -77,3 +88,18 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// acmeRoute is the metric label of an ACME request: the resource kind
+// (/acme/{provisioner}/new-order -> /acme/new-order), never an ID.
+func acmeRoute(p string) string {
+	parts := strings.Split(strings.TrimPrefix(p, "/acme/"), "/")
+	if len(parts) < 2 {
+		return "/acme/other"
+	}
+	switch parts[1] {
+	case "directory", "new-nonce", "new-account", "new-order", "revoke-cert", "key-change", "account", "order",
+		"authz", "challenge", "certificate", "renewalInfo", "orders":
+		return "/acme/" + parts[1]
+	}
+	return "/acme/other"
+}

@@ -51,6 +51,8 @@ type Server struct {
 
 	tlsMu   sync.Mutex
 	tlsCert *tls.Certificate
+
+	acme http.Handler // nil unless acme.enabled
 }
 
 // New opens the store and builds the authority described by cfg. reg may be
