@@ -26,6 +26,7 @@ import (
 	"github.com/go-acme/lego/v4/providers/dns"
 
 	"github.com/rampart-sec/rampart/acme"
+	"github.com/rampart-sec/rampart/internal/cli"
 	"github.com/rampart-sec/rampart/pkg/config"
 )
 
@@ -53,6 +54,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if len(args) < 1 {
 			return 2
 		}
+		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "version" {
+		fmt.Fprintln(stdout, cli.Version("acme-renew"))
 		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -103,9 +108,12 @@ func loadConfig(path string) (*acme.Config, error) {
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, path := flags("run", stderr)
+	cli.Describe(fs, "acme-renew run [--config FILE] [--force NAME]... [-v] [--check]",
+		"Renew the certificates that are due (what the timer runs).")
 	var force stringList
 	fs.Var(&force, "force", "renew certificate `NAME` even if not due (repeatable)")
 	verbose := fs.Bool("v", false, "log progress (lego's too) to stderr")
+	check := fs.Bool("check", false, "load and check the configuration, then exit (no network)")
 	if err := fs.Parse(args); err != nil {
 		return parseStatus(err)
 	}
@@ -113,6 +121,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "acme-renew run: %v\n", err)
 		return exitFailed
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: ok (%d certificates, %d accounts, state in %s)\n", *path, len(cfg.Certificates), len(cfg.Accounts), cfg.StateDir)
+		return 0
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -179,9 +191,14 @@ func hasCert(cfg *acme.Config, name string) bool {
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs, path := flags("check", stderr)
+	cli.Describe(fs, "acme-renew check [--config FILE] [--warning D] [--critical D]",
+		"Report the days left, issuer and names of the certificates on disk: exit 0 ok, 1 warning, 2 critical, 3 unknown (Nagios).")
 	warn := fs.String("warning", "14d", "warn when less than this remains (capped at a quarter of the lifetime)")
 	crit := fs.String("critical", "7d", "critical when less than this remains (capped at an eighth of the lifetime)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 3 // Nagios UNKNOWN
 	}
 	w, err1 := config.ParseDuration(*warn)
@@ -200,6 +217,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 
 func cmdList(args []string, stdout, stderr io.Writer) int {
 	fs, path := flags("list", stderr)
+	cli.Describe(fs, "acme-renew list [--config FILE]", "Show every certificate and when it is next due (no network).")
 	if err := fs.Parse(args); err != nil {
 		return parseStatus(err)
 	}

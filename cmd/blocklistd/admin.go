@@ -18,6 +18,7 @@ import (
 
 	"github.com/rampart-sec/rampart/blocklist/client"
 	"github.com/rampart-sec/rampart/blocklist/server"
+	"github.com/rampart-sec/rampart/internal/cli"
 	"github.com/rampart-sec/rampart/pkg/config"
 )
 
@@ -92,6 +93,8 @@ func parseArgs(fs *flag.FlagSet, args []string, want int) ([]string, error) {
 
 func cmdBan(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("ban", flag.ContinueOnError)
+	cli.Describe(fs, "blocklistd ban PREFIX [--ttl D] [--reason TEXT] [--config FILE]",
+		"Ban an address or prefix on every host.")
 	var af adminFlags
 	af.register(fs)
 	ttl := fs.String("ttl", "", "how long the ban lasts (90m, 24h, 7d); default: the server's manual_ttl")
@@ -123,6 +126,8 @@ func cmdBan(ctx context.Context, args []string) error {
 
 func cmdUnban(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("unban", flag.ContinueOnError)
+	cli.Describe(fs, "blocklistd unban PREFIX [--config FILE]",
+		"Remove a manual ban.")
 	var af adminFlags
 	af.register(fs)
 	pos, err := parseArgs(fs, args, 1)
@@ -146,6 +151,8 @@ func cmdUnban(ctx context.Context, args []string) error {
 
 func cmdAllow(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("allow", flag.ContinueOnError)
+	cli.Describe(fs, "blocklistd allow PREFIX [--config FILE]",
+		"Never block this address or prefix, whatever reports and feeds say.")
 	var af adminFlags
 	af.register(fs)
 	reason := fs.String("reason", "", "why, for the list and the logs")
@@ -178,6 +185,8 @@ func cmdAllow(ctx context.Context, args []string) error {
 
 func cmdList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
+	cli.Describe(fs, "blocklistd list [--json] [--config FILE] [flags]",
+		"List the bans and the allowlist.")
 	var af adminFlags
 	af.register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rampart-sec/rampart/blocklist/server"
+	"github.com/rampart-sec/rampart/internal/cli"
 )
 
 type listFlag []string
@@ -20,6 +21,8 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 // certificates come from `pki token NAME --role ...`.
 func cmdDevCerts(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev-certs", flag.ContinueOnError)
+	cli.Describe(fs, "blocklistd dev-certs --out DIR [--host NAME]... [--validity D]",
+		"Write a throwaway CA and certificates for development; production certificates come from pki token.")
 	out := fs.String("out", "", "directory to write ca.pem, blocklistd.pem, agent.pem, reporter.pem, admin.pem (+ -key.pem)")
 	validity := fs.Duration("validity", 30*24*time.Hour, "certificate lifetime")
 	var hosts listFlag

@@ -10,11 +10,14 @@ import (
 	"os"
 
 	"github.com/rampart-sec/rampart/blocklist/server"
+	"github.com/rampart-sec/rampart/internal/cli"
 	"github.com/rampart-sec/rampart/pkg/metrics"
 )
 
 func cmdServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cli.Describe(fs, "blocklistd serve [--config FILE] [--check]",
+		"Run blocklistd: the mTLS API that agents follow and reporters report to, feeds, metrics.")
 	cfgPath := fs.String("config", "/etc/rampart/blocklistd.yaml", "configuration file")
 	debug := fs.Bool("debug", false, "log at debug level")
 	check := fs.Bool("check", false, "load and check the configuration and its certificates, then exit")

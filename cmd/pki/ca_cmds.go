@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/rampart-sec/rampart/internal/cli"
 	"github.com/rampart-sec/rampart/pkg/atomicfile"
 	"github.com/rampart-sec/rampart/pki/ca"
 	"github.com/rampart-sec/rampart/pki/client"
@@ -18,6 +19,8 @@ import (
 
 func cmdInit(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("pki init", flag.ContinueOnError)
+	cli.Describe(fs, "pki init --dir DIR [--name NAME] [--dns NAME]... [--listen ADDR] [flags]",
+		"Create a CA in DIR: root and intermediate certificates, SSH CA keys, the provisioner key and pki.yaml.")
 	dir := fs.String("dir", "/etc/rampart/pki", "directory for the CA's keys, certificates and pki.yaml")
 	name := fs.String("name", "Rampart", "CA name (\"Rampart\" gives \"Rampart Root CA\")")
 	listen := fs.String("listen", "127.0.0.1:9443", "address pki serve listens on")
@@ -57,6 +60,8 @@ func loadCA(path string) (*ca.Config, *client.Provisioner, error) {
 
 func cmdToken(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("pki token", flag.ContinueOnError)
+	cli.Describe(fs, "pki token NAME [--san S]... [--role R]... [--ttl D] [--config FILE]",
+		"Mint a single-use token with which the host NAME joins the CA (pki bootstrap).")
 	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token can be used")
 	caURL := fs.String("ca-url", "", "CA URL the host will use (default: url in pki.yaml)")
@@ -88,6 +93,8 @@ func cmdToken(_ context.Context, args []string) error {
 
 func cmdFingerprint(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("pki fingerprint", flag.ContinueOnError)
+	cli.Describe(fs, "pki fingerprint [--config FILE]",
+		"Print the SHA-256 fingerprint of the root certificate, which hosts pin at bootstrap.")
 	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -115,6 +122,8 @@ func caClient(cfg *ca.Config) (*client.Client, error) {
 
 func cmdRevoke(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pki revoke", flag.ContinueOnError)
+	cli.Describe(fs, "pki revoke SERIAL [--config FILE] [flags]",
+		"Revoke the certificate with this serial number.")
 	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
 	reason := fs.String("reason", "", "why (kept in the CA's store)")
 	pos, err := parse(fs, args)
@@ -150,6 +159,8 @@ func cmdRevoke(ctx context.Context, args []string) error {
 
 func cmdSSHSign(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pki ssh-sign", flag.ContinueOnError)
+	cli.Describe(fs, "pki ssh-sign (--user PRINCIPAL | --host NAME...) --key PUBKEY [--ttl D] [--config FILE]",
+		"Sign an SSH user or host public key with the CA's SSH keys.")
 	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
 	user := fs.String("user", "", "sign a user certificate for this principal")
 	var hosts listFlag

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rampart-sec/rampart/internal/cli"
 	"github.com/rampart-sec/rampart/pkg/metrics"
 	"github.com/rampart-sec/rampart/pki/client"
 )
@@ -64,6 +65,8 @@ func readToken(tok, file string) (string, error) {
 
 func cmdBootstrap(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pki bootstrap", flag.ContinueOnError)
+	cli.Describe(fs, "pki bootstrap --ca-url URL --fingerprint SHA256 --token TOKEN --out DIR",
+		"Join the CA: generate a key here, pin the root by fingerprint, write cert.pem, key.pem, root.pem and ca.url to DIR.")
 	caURL := fs.String("ca-url", "", "CA URL, e.g. https://ca.internal:9443")
 	fp := fs.String("fingerprint", "", "SHA-256 fingerprint of the CA root (pki init prints it)")
 	tok := fs.String("token", "", "one-time token from pki token")
@@ -96,6 +99,8 @@ func cmdBootstrap(ctx context.Context, args []string) error {
 
 func cmdRenew(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pki renew", flag.ContinueOnError)
+	cli.Describe(fs, "pki renew --dir DIR [--daemon] [--exec CMD] [--force] [flags]",
+		"Renew the certificate in DIR over mTLS when due (or keep it renewed with --daemon), then run the reload hook.")
 	dir := fs.String("dir", "", "certificate directory written by pki bootstrap")
 	caURL := fs.String("ca-url", "", "CA URL (default: DIR/ca.url)")
 	daemon := fs.Bool("daemon", false, "keep running and renew at ~2/3 of every lifetime")

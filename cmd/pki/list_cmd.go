@@ -10,12 +10,15 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rampart-sec/rampart/internal/cli"
 	"github.com/rampart-sec/rampart/pkg/config"
 	"github.com/rampart-sec/rampart/pki/client"
 )
 
 func cmdList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pki list", flag.ContinueOnError)
+	cli.Describe(fs, "pki list [--expiring D] [--revoked] [--name GLOB] [--all] [--json] [--config FILE]",
+		"List the certificates the CA issued.")
 	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
 	var expiring dayDuration
 	fs.Var(&expiring, "expiring", "only valid certificates that expire within D (e.g. 2h, 7d)")

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/rampart-sec/rampart/internal/cli"
 	"github.com/rampart-sec/rampart/pkg/metrics"
 	"github.com/rampart-sec/rampart/pki/ca"
 	"github.com/rampart-sec/rampart/pki/server"
@@ -16,6 +17,8 @@ import (
 
 func cmdServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pki serve", flag.ContinueOnError)
+	cli.Describe(fs, "pki serve [--config FILE] [--check]",
+		"Run the CA: step-ca's HTTPS API (the step CLI works against it), ACME, and metrics.")
 	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	jsonLog := fs.Bool("log-json", false, "log JSON lines")
