@@ -70,7 +70,7 @@ func TestCrashAtEveryStepOwesExactlyTheHooks(t *testing.T) {
 	testenv.Binary(t, "openssl")
 	p := testenv.StartPebble(t, testenv.PebbleOptions{})
 	px := startACMEProxy(t, p)
-	bin := testenv.BuildCommand(t, "acme-renew", "acmecrash")
+	bin := acmeRenewBinary(t, "acmecrash")
 	scripts := t.TempDir()
 	hookSh := filepath.Join(scripts, "hook.sh")
 	writeScript(t, hookSh, fpHook)

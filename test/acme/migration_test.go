@@ -42,7 +42,7 @@ func TestCAMigration(t *testing.T) {
 	pebA := testenv.StartPebble(t, testenv.PebbleOptions{})
 	pebB := testenv.StartPebble(t, testenv.PebbleOptions{EABKeys: map[string]string{kid: hmac}})
 	pxA, pxB := startACMEProxy(t, pebA), startACMEProxy(t, pebB)
-	bin := testenv.BuildCommand(t, "acme-renew")
+	bin := acmeRenewBinary(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "acme.yaml")
 	crt := filepath.Join(dir, "links", "site.crt")
