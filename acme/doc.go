@@ -17,8 +17,16 @@
 //   - a CA without ARI falls back to the lifetime rule: due when a third of
 //     the lifetime remains (half for certificates shorter than ten days).
 //
-// A renewal names the certificate it replaces (ARI "replaces") when the CA
-// gave a window for it.
+// A renewal names the certificate it replaces (ARI "replaces") only when
+// that certificate came from the account's current CA and account and the
+// CA gave a window for it; a refused "replaces" is retried once without.
+//
+// # Deploy hooks after a crash
+//
+// The hooks a new certificate is owed are recorded in the state file
+// (fsynced) before the certificate is switched in, and each success as it
+// happens, so a run killed at any point is finished by the next one:
+// exactly the hooks not recorded as done run, at least once each.
 //
 // # Writing atomically
 //
