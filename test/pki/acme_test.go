@@ -47,6 +47,10 @@ func newACMERig(t *testing.T, edit func(string) string) *acmeRig {
 	if err := os.WriteFile(filepath.Join(etc, "hosts"), []byte(hosts), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// DNS inside the namespace is the test's pebble-challtestsrv (dns-01).
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r := &acmeRig{host: h, bin: pkiBinary(t), dir: t.TempDir()}
 	r.cfg = filepath.Join(r.dir, "pki.yaml")
 	out := run(t, nil, r.bin, "init", "--dir", r.dir, "--listen", "127.0.0.1:9443", "--dns", "ca.acme.test")
@@ -261,5 +265,83 @@ caddy.acme.test {
 	r.wantLeaf(t, []byte(pemOut), "caddy.acme.test", 24*time.Hour)
 	if !strings.Contains(r.serveOut.String()+out.String(), "tls-alpn-01") {
 		t.Logf("note: neither log names tls-alpn-01")
+	}
+}
+
+// TestACMERenewDNS01: Rampart's own acme-renew, with the internal CA as
+// its directory (ca_bundle = the CA's root), obtains a certificate by
+// dns-01: lego's exec provider sets the TXT record in a
+// pebble-challtestsrv that is the namespace's DNS server, and pki serve
+// validates through it. A second run finds nothing due (step-ca serves no
+// ARI renewalInfo, so acme-renew falls back to its lifetime rule) and
+// acme-renew check is happy.
+func TestACMERenewDNS01(t *testing.T) {
+	challtestsrv := testenv.Binary(t, "pebble-challtestsrv")
+	r := newACMERig(t, nil)
+	work := t.TempDir()
+	dns := r.host.Command(challtestsrv, "-dnsserver", "127.0.0.1:53", "-management", "127.0.0.1:8055",
+		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "")
+	dnsOut := &syncBuffer{}
+	dns.Stdout, dns.Stderr = dnsOut, dnsOut
+	if err := dns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dns.Process.Kill(); _ = dns.Wait() })
+	script := filepath.Join(work, "dns.sh")
+	if err := os.WriteFile(script, []byte(`#!/bin/sh
+# lego exec provider: present|cleanup FQDN VALUE
+case "$1" in
+present) curl -sf -X POST -d "{\"host\":\"$2\",\"value\":\"$3\"}" http://127.0.0.1:8055/set-txt ;;
+cleanup) curl -sf -X POST -d "{\"host\":\"$2\"}" http://127.0.0.1:8055/clear-txt ;;
+esac
+`), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(work, "acme.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`state_dir: %[1]s/state
+accounts:
+  internal:
+    directory: %[2]s
+    ca_bundle: %[3]s
+certificates:
+  - name: renew
+    domains: [renew.acme.test]
+    challenge:
+      dns01:
+        provider: exec
+        env:
+          EXEC_PATH: %[4]s
+          EXEC_PROPAGATION_TIMEOUT: "30"
+          EXEC_POLLING_INTERVAL: "1"
+        resolvers: ["127.0.0.1:53"]
+        skip_authoritative_check: true
+    output:
+      dir: %[1]s/out
+`, work, r.directory, r.root, script)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := testenv.BuildCommand(t, "acme-renew")
+	out, err := r.run(t, nil, bin, "run", "--config", cfg)
+	if err != nil {
+		t.Fatalf("acme-renew run: %v\n%s\npki serve:\n%s\nchalltestsrv:\n%s", err, out, r.serveOut.String(), dnsOut.String())
+	}
+	chain, err := os.ReadFile(filepath.Join(work, "out", "current", "fullchain.pem"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	leaf := r.wantLeaf(t, chain, "renew.acme.test", 24*time.Hour)
+	if !strings.Contains(r.serveOut.String()+dnsOut.String(), "_acme-challenge.renew.acme.test") {
+		t.Logf("note: no log names the TXT record")
+	}
+	out, err = r.run(t, nil, bin, "run", "--config", cfg)
+	if err != nil {
+		t.Fatalf("second acme-renew run: %v\n%s", err, out)
+	}
+	again, _ := os.ReadFile(filepath.Join(work, "out", "current", "fullchain.pem"))
+	if r.wantLeaf(t, again, "renew.acme.test", 24*time.Hour).SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		t.Errorf("second run renewed a certificate that was not due:\n%s", out)
+	}
+	if out, err := r.run(t, nil, bin, "check", "--config", cfg); err != nil {
+		t.Errorf("acme-renew check: %v\n%s", err, out)
 	}
 }
