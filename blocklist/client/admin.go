@@ -51,3 +51,13 @@ func (c *Client) getJSON(ctx context.Context, path string, out any) error {
 	}
 	return nil
 }
+
+// FleetHost is an address of the fleet's own hosts, learned from an
+// agent certificate's IP SANs.
+type FleetHost = adminapi.FleetHost
+
+// Fleet lists the fleet hosts blocklistd knows.
+func (c *Client) Fleet(ctx context.Context) ([]FleetHost, error) {
+	var out []FleetHost
+	return out, c.getJSON(ctx, adminapi.PathFleet, &out)
+}

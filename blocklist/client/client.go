@@ -179,13 +179,31 @@ func (c *Client) Report(ctx context.Context, r Report) error {
 }
 
 // Ban adds a manual decision for prefix; ttl zero means the server default.
-func (c *Client) Ban(ctx context.Context, prefix netip.Prefix, ttl time.Duration, reason string) error {
+// The server refuses a prefix covering one of the fleet's own hosts (an IP
+// SAN of an agent certificate) unless [Force] is given.
+func (c *Client) Ban(ctx context.Context, prefix netip.Prefix, ttl time.Duration, reason string, opts ...BanOption) error {
 	b := wire.Ban{Prefix: prefix.String(), Reason: reason}
 	if ttl > 0 {
 		b.TTL = ttl.String()
 	}
-	return c.postJSON(ctx, wire.PathBan, b, nil)
+	var o banOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	path := wire.PathBan
+	if o.force {
+		path += "?force=1"
+	}
+	return c.postJSON(ctx, path, b, nil)
 }
+
+// BanOption changes what Ban asks for.
+type BanOption func(*banOptions)
+
+type banOptions struct{ force bool }
+
+// Force bans even a prefix that covers one of the fleet's own hosts.
+func Force() BanOption { return func(o *banOptions) { o.force = true } }
 
 // Unban removes every decision on exactly prefix.
 func (c *Client) Unban(ctx context.Context, prefix netip.Prefix) error {
@@ -224,11 +242,45 @@ type Listing struct {
 	Version   uint64       `json:"version"`
 	Decisions []Decision   `json:"decisions"`
 	Allow     []AllowEntry `json:"allow"`
+	// Total counts the decisions the filter kept before its limit.
+	Total int `json:"total"`
 }
 
 // List returns every decision and allowlist entry.
 func (c *Client) List(ctx context.Context) (Listing, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint(wire.PathList), nil)
+	return c.ListFiltered(ctx, ListFilter{})
+}
+
+// ListFilter narrows a listing; the zero value lists everything.
+type ListFilter struct {
+	// Source keeps decisions of this source ("manual", "report",
+	// "feed:NAME"; "feed:" for every feed; "allow" for the allowlist only).
+	Source string
+	// Prefix keeps entries overlapping it: inside it, or covering it.
+	Prefix netip.Prefix
+	// Limit keeps the first Limit decisions (and allowlist entries) in
+	// address order; 0 means all. Listing.Total counts them all.
+	Limit int
+}
+
+// ListFiltered returns the decisions and allowlist entries f keeps; the
+// server does the filtering.
+func (c *Client) ListFiltered(ctx context.Context, f ListFilter) (Listing, error) {
+	q := url.Values{}
+	if f.Source != "" {
+		q.Set("source", f.Source)
+	}
+	if f.Prefix.IsValid() {
+		q.Set("prefix", f.Prefix.String())
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	u := c.endpoint(wire.PathList)
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return Listing{}, err
 	}
@@ -240,11 +292,17 @@ func (c *Client) List(ctx context.Context) (Listing, error) {
 	if resp.StatusCode != http.StatusOK {
 		return Listing{}, statusError(resp)
 	}
-	var l wire.List
+	var l struct {
+		wire.List
+		Total *int `json:"total"`
+	}
 	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
 		return Listing{}, fmt.Errorf("blocklistd list: %w", err)
 	}
-	out := Listing{Version: l.Version, Decisions: []Decision{}, Allow: []AllowEntry{}}
+	out := Listing{Version: l.Version, Decisions: []Decision{}, Allow: []AllowEntry{}, Total: len(l.Decisions)}
+	if l.Total != nil {
+		out.Total = *l.Total
+	}
 	for _, d := range l.Decisions {
 		p, err := netip.ParsePrefix(d.Prefix)
 		if err != nil {

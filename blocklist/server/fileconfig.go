@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,7 +17,7 @@ import (
 	"github.com/rampart-sec/rampart/blocklist/store/boltstore"
 	"github.com/rampart-sec/rampart/blocklist/store/pgstore"
 	"github.com/rampart-sec/rampart/pkg/config"
-	"github.com/rampart-sec/rampart/pki/client"
+	pkiclient "github.com/rampart-sec/rampart/pki/client"
 )
 
 // FileConfig is blocklistd.yaml; examples/blocklist/blocklistd.yaml
@@ -24,12 +26,16 @@ type FileConfig struct {
 	Listen        string `yaml:"listen"`
 	MetricsListen string `yaml:"metrics_listen"`
 	TLS           struct {
+		// CertDir is a directory as `pki bootstrap` writes it (cert.pem,
+		// key.pem, root.pem), served through pki/client's Source; cert,
+		// key and client_ca default to its files.
+		CertDir  string `yaml:"cert_dir"`
 		Cert     string `yaml:"cert"`
 		Key      string `yaml:"key"`
 		ClientCA string `yaml:"client_ca"`
 		// CRL refuses client certificates the CA revoked (pki serve's
 		// /1.0/crl); off when url is empty.
-		CRL client.RevocationConfig `yaml:"crl"`
+		CRL pkiclient.RevocationConfig `yaml:"crl"`
 	} `yaml:"tls"`
 	Store struct {
 		Driver string `yaml:"driver"` // bolt (default) or postgres
@@ -67,10 +73,11 @@ type FileConfig struct {
 	} `yaml:"feeds"`
 	// CLI tells the ban/unban/allow/list verbs how to reach this daemon.
 	CLI struct {
-		URL  string `yaml:"url"`
-		Cert string `yaml:"cert"`
-		Key  string `yaml:"key"`
-		CA   string `yaml:"ca"`
+		URL     string `yaml:"url"`
+		CertDir string `yaml:"cert_dir"`
+		Cert    string `yaml:"cert"`
+		Key     string `yaml:"key"`
+		CA      string `yaml:"ca"`
 	} `yaml:"cli"`
 }
 
@@ -80,8 +87,18 @@ func (c *FileConfig) Validate() error {
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen: required (host:port)"))
 	}
+	if d := c.TLS.CertDir; d != "" {
+		def := func(v *string, name string) {
+			if *v == "" {
+				*v = filepath.Join(d, name)
+			}
+		}
+		def(&c.TLS.Cert, pkiclient.CertFile)
+		def(&c.TLS.Key, pkiclient.KeyFile)
+		def(&c.TLS.ClientCA, pkiclient.RootFile)
+	}
 	if c.TLS.Cert == "" || c.TLS.Key == "" || c.TLS.ClientCA == "" {
-		errs = append(errs, errors.New("tls: cert, key and client_ca are required (blocklistd only speaks mTLS)"))
+		errs = append(errs, errors.New("tls: cert_dir (as written by `pki bootstrap`), or cert, key and client_ca, are required (blocklistd only speaks mTLS)"))
 	}
 	if err := c.TLS.CRL.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("tls: %w", err))
@@ -169,6 +186,23 @@ func (c *FileConfig) ServerConfig() Config {
 			Parse: listfile.Options{MaxBits4: f.MaxPrefixV4, MaxBits6: f.MaxPrefixV6}, Limits: lim})
 	}
 	return cfg
+}
+
+// ServerTLS builds the listener's mTLS configuration: from tls.cert_dir
+// through pki/client's Source (renewals picked up, and whatever checks the
+// Source applies to peers), or from the cert, key and client_ca files
+// with [TLSConfig].
+func (c *FileConfig) ServerTLS() (*tls.Config, error) {
+	if c.TLS.CertDir != "" {
+		src, err := pkiclient.NewSource(c.TLS.CertDir)
+		if err != nil {
+			return nil, err
+		}
+		tc := src.ServerConfig(true)
+		tc.NextProtos = []string{"h2", "http/1.1"}
+		return tc, nil
+	}
+	return TLSConfig(c.TLS.Cert, c.TLS.Key, c.TLS.ClientCA)
 }
 
 // OpenStore opens the configured store.

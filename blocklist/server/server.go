@@ -160,6 +160,8 @@ type Server struct {
 	requests int                  // sync requests in flight
 	lastSeen map[string]time.Time // for dropping per-agent metrics of agents gone
 
+	fleet *fleet
+
 	feedsMu sync.Mutex // guards feeds, runCtx, cfg.Feeds and cfg.Allow
 	feeds   map[string]*feedRunner
 	runCtx  context.Context // set by Run
@@ -175,6 +177,7 @@ func New(ctx context.Context, st store.Store, cfg Config, log *slog.Logger, reg 
 	s := &Server{
 		cfg: cfg, st: st, log: log,
 		feeds:    map[string]*feedRunner{},
+		fleet:    newFleet(),
 		eng:      newEngine(st, log, cfg.Now),
 		limiter:  newLimiter(cfg.ReportRate, cfg.ReportBurst, cfg.Now),
 		inflight: map[string]int{},
@@ -190,6 +193,9 @@ func New(ctx context.Context, st store.Store, cfg Config, log *slog.Logger, reg 
 		return nil, fmt.Errorf("blocklistd: %w", err)
 	}
 	if err := s.reconcileConfig(ctx); err != nil {
+		return nil, fmt.Errorf("blocklistd: %w", err)
+	}
+	if err := s.loadFleet(ctx); err != nil {
 		return nil, fmt.Errorf("blocklistd: %w", err)
 	}
 	return s, nil
@@ -247,6 +253,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.runCtx = ctx
 	s.startFeedsLocked()
 	s.feedsMu.Unlock()
+	fleetDone := make(chan struct{})
+	go func() { defer close(fleetDone); s.runFleet(ctx) }()
+	defer func() { <-fleetDone }()
 	defer func() {
 		s.feedsMu.Lock()
 		for name := range s.feeds {
@@ -324,6 +333,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+wire.PathList, s.auth(RoleAdmin, s.handleList))
 	mux.Handle("GET "+adminapi.PathFeeds, s.auth(RoleAdmin, s.handleFeeds))
 	mux.Handle("POST "+adminapi.PathFeedFetch, s.auth(RoleAdmin, s.handleFeedFetch))
+	mux.Handle("GET "+adminapi.PathFleet, s.auth(RoleAdmin, func(w http.ResponseWriter, r *http.Request, c caller) {
+		writeJSON(w, http.StatusOK, s.fleet.list())
+	}))
 	return apiHandler{mux, s}
 }
 
@@ -340,6 +352,7 @@ func (a apiHandler) countHandshake(reason string) {
 type caller struct {
 	name  string
 	roles []string
+	cert  *x509.Certificate
 }
 
 // Identity returns the certificate's name and roles.
@@ -367,7 +380,7 @@ func (s *Server) auth(role string, h func(http.ResponseWriter, *http.Request, ca
 			s.refuse(w, r, name, http.StatusForbidden, fmt.Sprintf("certificate %q lacks role %q (has %v)", name, role, roles))
 			return
 		}
-		h(w, r, caller{name: name, roles: roles})
+		h(w, r, caller{name: name, roles: roles, cert: r.TLS.VerifiedChains[0][0]})
 	})
 }
 
@@ -418,6 +431,7 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request, c caller) {
 		}
 		wait = min(d, s.cfg.MaxWait)
 	}
+	s.fleet.saw(c.cert, c.name, time.Now())
 	s.agentSeen(c.name, have, +1)
 	defer s.agentSeen(c.name, have, -1)
 
@@ -563,6 +577,12 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, c caller) 
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "allowlisted: ignored"})
 		return
 	}
+	if hs := s.fleet.covering(netip.PrefixFrom(addr, addr.BitLen())); len(hs) > 0 {
+		s.m.reportsAccepted.WithLabelValues("fleet host").Inc()
+		s.log.Warn("blocklistd: report of a fleet host ignored", "reporter", c.name, "addr", addr, "host", hs[0].Name, "reason", body.Reason)
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "fleet host: ignored"})
+		return
+	}
 	status, err := s.countReport(r.Context(), key, count, c.name, body.Reason)
 	if err != nil {
 		s.log.Error("blocklistd: report not stored", "reporter", c.name, "addr", addr, "err", err)
@@ -675,6 +695,11 @@ func (s *Server) handleBan(w http.ResponseWriter, r *http.Request, c caller) {
 		s.refuse(w, r, c.name, http.StatusBadRequest, "ban: "+err.Error())
 		return
 	}
+	force := r.URL.Query().Get("force") == "1"
+	if err := s.fleetError(p); err != nil && !force {
+		s.refuse(w, r, c.name, http.StatusConflict, "ban: "+err.Error())
+		return
+	}
 	ttl := s.cfg.Policy.ManualTTL
 	if body.TTL != "" {
 		if ttl, err = config.ParseDuration(body.TTL); err != nil || ttl <= 0 {
@@ -695,7 +720,7 @@ func (s *Server) handleBan(w http.ResponseWriter, r *http.Request, c caller) {
 		s.storeFailed(w, "ban", err)
 		return
 	}
-	s.log.Info("blocklistd: manual ban", "prefix", p, "ttl", ttl, "by", c.name, "reason", body.Reason)
+	s.log.Info("blocklistd: manual ban", "prefix", p, "ttl", ttl, "by", c.name, "reason", body.Reason, "forced", force)
 	status := "banned"
 	if s.eng.allowed(p) {
 		status = "recorded, but the allowlist covers it: not enforced"
@@ -782,8 +807,40 @@ func (s *Server) handleUnallow(w http.ResponseWriter, r *http.Request, c caller)
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request, c caller) {
+	q := r.URL.Query()
+	var within netip.Prefix
+	if ps := q.Get("prefix"); ps != "" {
+		var err error
+		if within, err = ParsePrefix(ps); err != nil {
+			s.refuse(w, r, c.name, http.StatusBadRequest, "list: "+err.Error())
+			return
+		}
+	}
+	limit := 0
+	if ls := q.Get("limit"); ls != "" {
+		n, err := strconv.Atoi(ls)
+		if err != nil || n < 0 {
+			s.refuse(w, r, c.name, http.StatusBadRequest, fmt.Sprintf("list: limit %q: want a count", clip(ls)))
+			return
+		}
+		limit = n
+	}
+	source := q.Get("source")
 	version, ds, as := s.eng.snapshotDecisions()
-	out := wire.List{Version: version, Decisions: make([]wire.Decision, 0, len(ds)), Allow: make([]wire.Allow, 0, len(as))}
+	keep := func(p netip.Prefix) bool { return !within.IsValid() || within.Overlaps(p) }
+	ds = slices.DeleteFunc(ds, func(d store.Decision) bool {
+		switch {
+		case !keep(d.Prefix), source == "allow":
+			return true
+		case source == "":
+			return false
+		case strings.HasSuffix(source, ":"):
+			return !strings.HasPrefix(d.Source, source)
+		}
+		return d.Source != source
+	})
+	as = slices.DeleteFunc(as, func(a store.Allow) bool { return !keep(a.Prefix) || (source != "" && source != "allow") })
+	total := len(ds)
 	slices.SortFunc(ds, func(a, b store.Decision) int {
 		if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
 			return c
@@ -794,6 +851,14 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request, c caller) {
 		return strings.Compare(a.Source, b.Source)
 	})
 	slices.SortFunc(as, func(a, b store.Allow) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
+	if limit > 0 {
+		ds = ds[:min(limit, len(ds))]
+		as = as[:min(limit, len(as))]
+	}
+	out := struct {
+		wire.List
+		Total int `json:"total"`
+	}{wire.List{Version: version, Decisions: make([]wire.Decision, 0, len(ds)), Allow: make([]wire.Allow, 0, len(as))}, total}
 	for _, d := range ds {
 		wd := wire.Decision{Prefix: d.Prefix.String(), Action: d.Action, Source: d.Source, Reason: d.Reason, Created: d.Created}
 		if !d.Expires.IsZero() {

@@ -123,3 +123,21 @@ type Store interface {
 
 // Key is the text key of a decision.
 func (d Decision) Key() string { return d.Prefix.String() + "|" + d.Source }
+
+// FleetHost is an address of the fleet's own: an IP SAN of an agent's
+// client certificate, seen when the agent connected.
+type FleetHost struct {
+	Addr     netip.Addr `json:"addr"`
+	Name     string     `json:"name"` // the certificate's name
+	LastSeen time.Time  `json:"last_seen"`
+}
+
+// FleetStore is implemented by stores that remember the fleet's addresses,
+// so that blocklistd refuses to ban its own hosts after a restart and on
+// every replica.
+type FleetStore interface {
+	// PutFleetHosts records hosts (by address; the newest LastSeen wins).
+	PutFleetHosts(ctx context.Context, hosts []FleetHost) error
+	// FleetHosts returns every host seen at or after since.
+	FleetHosts(ctx context.Context, since time.Time) ([]FleetHost, error)
+}

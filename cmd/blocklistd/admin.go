@@ -20,10 +20,11 @@ import (
 	"github.com/rampart-sec/rampart/blocklist/server"
 	"github.com/rampart-sec/rampart/internal/cli"
 	"github.com/rampart-sec/rampart/pkg/config"
+	pkiclient "github.com/rampart-sec/rampart/pki/client"
 )
 
 type adminFlags struct {
-	config, url, cert, key, ca string
+	config, url, cert, key, ca, certDir string
 }
 
 func (a *adminFlags) register(fs *flag.FlagSet) {
@@ -32,6 +33,7 @@ func (a *adminFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.cert, "cert", os.Getenv("BLOCKLISTD_CERT"), "admin client certificate (PEM)")
 	fs.StringVar(&a.key, "key", os.Getenv("BLOCKLISTD_KEY"), "admin client key (PEM)")
 	fs.StringVar(&a.ca, "ca", os.Getenv("BLOCKLISTD_CA"), "CA bundle that signed the daemon's certificate")
+	fs.StringVar(&a.certDir, "cert-dir", os.Getenv("BLOCKLISTD_CERT_DIR"), "admin certificate directory as `pki bootstrap` writes it (cert.pem, key.pem, root.pem), instead of --cert, --key and --ca")
 }
 
 func (a *adminFlags) client() (*client.Client, error) {
@@ -50,12 +52,21 @@ func (a *adminFlags) client() (*client.Client, error) {
 		if a.url == "" {
 			a.url = "https://" + fc.Listen
 		}
+		a.certDir = pick(a.certDir, fc.CLI.CertDir)
 		a.cert = pick(a.cert, fc.CLI.Cert)
 		a.key = pick(a.key, fc.CLI.Key)
 		a.ca = pick(a.ca, pick(fc.CLI.CA, fc.TLS.ClientCA))
 	}
+	if a.certDir != "" && a.url != "" {
+		// The same loader as the agent's and the daemon's cert_dir.
+		src, err := pkiclient.NewSource(a.certDir)
+		if err != nil {
+			return nil, fmt.Errorf("admin certificate: %w", err)
+		}
+		return client.New(client.Config{URL: a.url, TLS: src.ClientConfig()})
+	}
 	if a.url == "" || a.cert == "" || a.key == "" || a.ca == "" {
-		return nil, errors.New("need --config with a cli: section, or --url, --cert, --key and --ca")
+		return nil, errors.New("need --config with a cli: section, or --url with --cert-dir or with --cert, --key and --ca")
 	}
 	cert, err := tls.LoadX509KeyPair(a.cert, a.key)
 	if err != nil {
@@ -99,6 +110,7 @@ func cmdBan(ctx context.Context, args []string) error {
 	af.register(fs)
 	ttl := fs.String("ttl", "", "how long the ban lasts (90m, 24h, 7d); default: the server's manual_ttl")
 	reason := fs.String("reason", "", "why, for the list and the logs")
+	force := fs.Bool("force", false, "ban even an address of the fleet's own hosts (learned from agent certificates)")
 	pos, err := parseArgs(fs, args, 1)
 	if err != nil {
 		return err
@@ -117,7 +129,11 @@ func cmdBan(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Ban(ctx, p, d, *reason); err != nil {
+	var opts []client.BanOption
+	if *force {
+		opts = append(opts, client.Force())
+	}
+	if err := c.Ban(ctx, p, d, *reason, opts...); err != nil {
 		return err
 	}
 	fmt.Printf("banned %s\n", p)
@@ -190,14 +206,28 @@ func cmdList(ctx context.Context, args []string) error {
 	var af adminFlags
 	af.register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
+	var f client.ListFilter
+	fs.StringVar(&f.Source, "source", "", "only decisions of this source: manual, report, feed:NAME, feed: (every feed), allow (the allowlist only)")
+	prefix := fs.String("prefix", "", "only entries inside this prefix or covering this address or prefix")
+	fs.IntVar(&f.Limit, "limit", 0, "at most this many decisions (and allowlist entries), in address order; 0: all")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
+	}
+	if *prefix != "" {
+		p, err := server.ParsePrefix(*prefix)
+		if err != nil {
+			return fmt.Errorf("--prefix: %w", err)
+		}
+		f.Prefix = p
+	}
+	if f.Limit < 0 {
+		return fmt.Errorf("--limit %d: want 0 or more", f.Limit)
 	}
 	c, err := af.client()
 	if err != nil {
 		return err
 	}
-	l, err := c.List(ctx)
+	l, err := c.ListFiltered(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -211,7 +241,11 @@ func printList(w io.Writer, l client.Listing, asJSON bool) error {
 		return enc.Encode(l)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "version %d: %d decisions, %d allowlisted\n", l.Version, len(l.Decisions), len(l.Allow))
+	shown := fmt.Sprintf("%d decisions", len(l.Decisions))
+	if l.Total > len(l.Decisions) {
+		shown = fmt.Sprintf("%d of %d decisions", len(l.Decisions), l.Total)
+	}
+	fmt.Fprintf(tw, "version %d: %s, %d allowlisted\n", l.Version, shown, len(l.Allow))
 	fmt.Fprintln(tw, "PREFIX\tACTION\tSOURCE\tEXPIRES\tREASON")
 	for _, d := range l.Decisions {
 		exp := "never"

@@ -36,7 +36,7 @@ func cmdServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	tlsConfig, err := server.TLSConfig(fc.TLS.Cert, fc.TLS.Key, fc.TLS.ClientCA)
+	tlsConfig, err := fc.ServerTLS()
 	if err != nil {
 		return fmt.Errorf("%s: tls: %w", *cfgPath, err)
 	}

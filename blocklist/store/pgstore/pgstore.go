@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS blocklist_offenders (prefix text PRIMARY KEY, bans in
 CREATE TABLE IF NOT EXISTS blocklist_changes (seq bigint PRIMARY KEY, mutations jsonb NOT NULL);
 CREATE TABLE IF NOT EXISTS blocklist_reports (key text NOT NULL, count int NOT NULL, at timestamptz NOT NULL);
 CREATE INDEX IF NOT EXISTS blocklist_reports_key_at ON blocklist_reports (key, at);
+CREATE TABLE IF NOT EXISTS blocklist_fleet (addr text PRIMARY KEY, name text NOT NULL, last_seen timestamptz NOT NULL);
 `
 
 // Store is a PostgreSQL store.Store.
@@ -411,4 +412,45 @@ func (s *Store) PruneReports(ctx context.Context, before time.Time) error {
 		return fmt.Errorf("pgstore: prune reports: %w", err)
 	}
 	return nil
+}
+
+// PutFleetHosts implements store.FleetStore.
+func (s *Store) PutFleetHosts(ctx context.Context, hosts []store.FleetHost) error {
+	var b pgx.Batch
+	for _, h := range hosts {
+		b.Queue(`INSERT INTO blocklist_fleet (addr, name, last_seen) VALUES ($1,$2,$3)
+			ON CONFLICT (addr) DO UPDATE SET name = EXCLUDED.name, last_seen = EXCLUDED.last_seen
+			WHERE blocklist_fleet.last_seen <= EXCLUDED.last_seen`, h.Addr.String(), h.Name, h.LastSeen)
+	}
+	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
+		return fmt.Errorf("pgstore: put fleet hosts: %w", err)
+	}
+	return nil
+}
+
+// FleetHosts implements store.FleetStore; hosts not seen since are deleted.
+func (s *Store) FleetHosts(ctx context.Context, since time.Time) ([]store.FleetHost, error) {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM blocklist_fleet WHERE last_seen < $1`, since); err != nil {
+		return nil, fmt.Errorf("pgstore: fleet hosts: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT addr, name, last_seen FROM blocklist_fleet`)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: fleet hosts: %w", err)
+	}
+	var out []store.FleetHost
+	for rows.Next() {
+		var h store.FleetHost
+		var a string
+		if err := rows.Scan(&a, &h.Name, &h.LastSeen); err != nil {
+			return nil, fmt.Errorf("pgstore: fleet hosts: %w", err)
+		}
+		if h.Addr, err = netip.ParseAddr(a); err != nil {
+			return nil, fmt.Errorf("pgstore: fleet host %q: %w", a, err)
+		}
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgstore: fleet hosts: %w", err)
+	}
+	return out, nil
 }

@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CountReportConcurrent", testCountReportConcurrent},
 		{"MixedBatchInOrder", testMixedBatch},
 		{"LargeBatch", testLargeBatch},
+		{"FleetHosts", testFleetHosts},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -339,5 +340,40 @@ func testLargeBatch(t *testing.T, s store.Store) {
 	st, err := s.Load(context.Background())
 	if err != nil || len(st.Decisions) != 5000 {
 		t.Fatalf("loaded %d decisions, %v", len(st.Decisions), err)
+	}
+}
+
+func testFleetHosts(t *testing.T, s store.Store) {
+	fs, ok := s.(store.FleetStore)
+	if !ok {
+		t.Fatalf("%T does not implement store.FleetStore", s)
+	}
+	ctx := context.Background()
+	a, b := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("2001:db8::5")
+	if err := fs.PutFleetHosts(ctx, []store.FleetHost{{Addr: a, Name: "web1", LastSeen: t0}, {Addr: b, Name: "web1", LastSeen: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	// An older sighting does not overwrite a newer one.
+	if err := fs.PutFleetHosts(ctx, []store.FleetHost{{Addr: a, Name: "old", LastSeen: t0.Add(-time.Hour)}, {Addr: b, Name: "web2", LastSeen: t0.Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	hs, err := fs.FleetHosts(ctx, t0.Add(-24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[netip.Addr]string{}
+	for _, h := range hs {
+		got[h.Addr] = h.Name
+	}
+	if len(got) != 2 || got[a] != "web1" || got[b] != "web2" {
+		t.Fatalf("fleet hosts %+v", hs)
+	}
+	// Hosts not seen since are forgotten.
+	hs, err = fs.FleetHosts(ctx, t0.Add(time.Minute))
+	if err != nil || len(hs) != 1 || hs[0].Addr != b {
+		t.Fatalf("after forgetting: %+v, %v", hs, err)
+	}
+	if hs, _ := fs.FleetHosts(ctx, t0.Add(-24*time.Hour)); len(hs) != 1 {
+		t.Fatalf("a forgotten host came back: %+v", hs)
 	}
 }
