@@ -59,20 +59,25 @@ var propPolicy = firewall.Policy{
 // how to read back what it enforces independently of the agent.
 type propBackend struct {
 	name string
-	new  func(t testing.TB, run int) (firewall.Backend, func() (*netipx.IPSet, error))
+	// new sets up replay run: fresh returns a backend instance (a new one
+	// on the same kernel table after an agent restart), read the set.
+	new func(t testing.TB, run int) (fresh func() firewall.Backend, read func() (*netipx.IPSet, error))
 }
 
 func nftablesBackend(t testing.TB) propBackend {
 	testenv.Binary(t, "nft")
 	h := testenv.NewHost(t)
-	return propBackend{name: "nftables", new: func(t testing.TB, run int) (firewall.Backend, func() (*netipx.IPSet, error)) {
+	return propBackend{name: "nftables", new: func(t testing.TB, run int) (func() firewall.Backend, func() (*netipx.IPSet, error)) {
 		table := fmt.Sprintf("prop%d", run)
-		b, err := nftables.New(nftables.Options{NetNS: h.Path(), Table: table})
-		if err != nil {
-			t.Fatal(err)
+		fresh := func() firewall.Backend {
+			b, err := nftables.New(nftables.Options{NetNS: h.Path(), Table: table})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
 		}
-		t.Cleanup(func() { b.Remove(context.Background()) })
-		return b, func() (*netipx.IPSet, error) { return nftSet(h, table) }
+		t.Cleanup(func() { fresh().Remove(context.Background()) })
+		return fresh, func() (*netipx.IPSet, error) { return nftSet(h, table) }
 	}}
 }
 
@@ -150,7 +155,7 @@ func pfBackend(t testing.TB) propBackend {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build fake pfctl: %v\n%s", err, out)
 	}
-	return propBackend{name: "pf", new: func(t testing.TB, run int) (firewall.Backend, func() (*netipx.IPSet, error)) {
+	return propBackend{name: "pf", new: func(t testing.TB, run int) (func() firewall.Backend, func() (*netipx.IPSet, error)) {
 		dir := t.TempDir()
 		if err := os.MkdirAll(filepath.Join(dir, "tables"), 0o755); err != nil {
 			t.Fatal(err)
@@ -160,11 +165,14 @@ func pfBackend(t testing.TB) propBackend {
 		if err := os.WriteFile(pfctl, []byte(fmt.Sprintf("#!/bin/sh\nFAKEPFCTL_DIR=%s exec %s \"$@\"\n", dir, fake)), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		b, err := pf.New(pf.Options{Pfctl: pfctl, TempDir: dir})
-		if err != nil {
-			t.Fatal(err)
+		fresh := func() firewall.Backend {
+			b, err := pf.New(pf.Options{Pfctl: pfctl, TempDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
 		}
-		return b, func() (*netipx.IPSet, error) {
+		return fresh, func() (*netipx.IPSet, error) {
 			out, err := exec.Command(pfctl, "-t", "rampart", "-T", "show").Output()
 			if err != nil {
 				return nil, err
@@ -175,9 +183,9 @@ func pfBackend(t testing.TB) propBackend {
 }
 
 func memoryBackend() propBackend {
-	return propBackend{name: "memory", new: func(t testing.TB, run int) (firewall.Backend, func() (*netipx.IPSet, error)) {
-		b := &firewalltest.Backend{}
-		return b, func() (*netipx.IPSet, error) { return b.Current(context.Background()) }
+	return propBackend{name: "memory", new: func(t testing.TB, run int) (func() firewall.Backend, func() (*netipx.IPSet, error)) {
+		b := &firewalltest.Backend{} // the "kernel": one per replay
+		return func() firewall.Backend { return b }, func() (*netipx.IPSet, error) { return b.Current(context.Background()) }
 	}}
 }
 
@@ -286,19 +294,35 @@ func (r *propRig) run(ops []propOp, log *[]string) (int, string) {
 	go func() { defer wg.Done(); server.Serve(ctx, ln, srv.Handler(), tc, quiet) }()
 	url := "https://" + ln.Addr().String()
 
-	inner, read := r.be.new(t, r.runs)
-	be := &countingBackend{Backend: inner}
-	ag, err := agent.New(agent.Options{
-		Backend: be, Server: r.client("agent", url), StateDir: filepath.Join(dir, "agent"),
-		Policy: propPolicy, Wait: 10 * time.Second, NoSocket: true,
-		Backoff: agent.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond},
-	})
-	if err != nil {
-		t.Fatal(err)
+	fresh, read := r.be.new(t, r.runs)
+	gate := &syncGate{Syncer: r.client("agent", url)}
+	var be *countingBackend
+	var ag *agent.Agent
+	var agentWG sync.WaitGroup
+	stopAgent := func() {}
+	startAgent := func() {
+		if be != nil {
+			r.deltas += be.applies.Load()
+			r.replaces += be.replaces.Load()
+		}
+		be = &countingBackend{Backend: fresh()}
+		var err error
+		ag, err = agent.New(agent.Options{
+			Backend: be, Server: gate, StateDir: filepath.Join(dir, "agent"),
+			Policy: propPolicy, Wait: 10 * time.Second, NoSocket: true,
+			Backoff: agent.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx, acancel := context.WithCancel(ctx)
+		agentWG.Add(1)
+		go func() { defer agentWG.Done(); ag.Run(actx) }()
+		stopAgent = func() { acancel(); agentWG.Wait() }
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); ag.Run(ctx) }()
+	startAgent()
 	defer func() {
+		stopAgent()
 		cancel()
 		wg.Wait()
 		st.Close()
@@ -319,13 +343,34 @@ func (r *propRig) run(ops []propOp, log *[]string) (int, string) {
 			if log != nil {
 				*log = append(*log, fmt.Sprintf("%3d. %s", i, op))
 			}
-			if muts := model.mutations(op); len(muts) > 0 {
-				if _, err := st.Apply(ctx, muts); err != nil {
-					t.Fatal(err)
+			apply := func(op propOp) {
+				if muts := model.mutations(op); len(muts) > 0 {
+					if _, err := st.Apply(ctx, muts); err != nil {
+						t.Fatal(err)
+					}
+					if err := srv.CatchUp(ctx); err != nil {
+						t.Fatal(err)
+					}
 				}
-				if err := srv.CatchUp(ctx); err != nil {
-					t.Fatal(err)
+			}
+			switch op.Kind {
+			case "restart":
+				// The agent restarts with a new backend instance: it
+				// enforces its saved snapshot, reloads the backend's
+				// view from the kernel and follows again.
+				stopAgent()
+				startAgent()
+				checked = 0 // same version, new process: check it
+			case "burst":
+				// Several changes while the agent waits: it gets one
+				// delta folded over all of them.
+				gate.hold()
+				for _, sub := range op.Sub {
+					apply(sub)
 				}
+				gate.release()
+			default:
+				apply(op)
 			}
 		}
 		want := srv.Version()
@@ -374,6 +419,41 @@ func (r *propRig) run(ops []propOp, log *[]string) (int, string) {
 	r.deltas += be.applies.Load()
 	r.replaces += be.replaces.Load()
 	return 0, ""
+}
+
+// syncGate holds the agent's next sync request while a burst of changes
+// is made.
+type syncGate struct {
+	agent.Syncer
+	mu   sync.Mutex
+	held chan struct{}
+}
+
+func (g *syncGate) hold() {
+	g.mu.Lock()
+	g.held = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *syncGate) release() {
+	g.mu.Lock()
+	close(g.held)
+	g.held = nil
+	g.mu.Unlock()
+}
+
+func (g *syncGate) Sync(ctx context.Context, have uint64, wait time.Duration) (client.Update, error) {
+	g.mu.Lock()
+	held := g.held
+	g.mu.Unlock()
+	if held != nil {
+		select {
+		case <-held:
+		case <-ctx.Done():
+			return client.Update{}, ctx.Err()
+		}
+	}
+	return g.Syncer.Sync(ctx, have, wait)
 }
 
 // checkPublished compares blocklistd's entries with the model: the union

@@ -20,14 +20,14 @@ import (
 
 // propOp is one operator-visible event.
 type propOp struct {
-	Kind    string // ban, unban, expire, allow, unallow, feed, batch
+	Kind    string // ban, unban, expire, allow, unallow, feed, batch, burst, restart
 	Prefix  netip.Prefix
 	Source  string         // ban: manual or report
 	TTL     time.Duration  // ban: 0 never expires
 	Advance time.Duration  // expire: how far the clock moves
 	Feed    string         // feed: its name
 	List    []netip.Prefix // feed: what the feed lists now
-	Sub     []propOp       // batch: bans, unbans and allowlist changes in one store change
+	Sub     []propOp       // batch: bans, unbans and allowlist changes in one store change; burst: one change each
 }
 
 func (o propOp) String() string {
@@ -50,6 +50,14 @@ func (o propOp) String() string {
 			parts = append(parts, s.String())
 		}
 		return "one change: " + strings.Join(parts, "; ")
+	case "burst":
+		var parts []string
+		for _, s := range o.Sub {
+			parts = append(parts, s.String())
+		}
+		return "while the agent waits: " + strings.Join(parts, "; ")
+	case "restart":
+		return "restart the agent"
 	}
 	return o.Kind
 }
@@ -104,17 +112,25 @@ func genOps(seed uint64, n int) []propOp {
 	var ops []propOp
 	for len(ops) < n {
 		switch k := r.IntN(100); {
-		case k < 55:
+		case k < 52:
 			ops = append(ops, single())
-		case k < 65:
+		case k < 62:
 			ops = append(ops, propOp{Kind: "expire", Advance: time.Duration(1+r.IntN(8)) * time.Minute})
-		case k < 82:
+		case k < 78:
 			o := propOp{Kind: "feed", Feed: []string{"a", "b"}[r.IntN(2)], List: g.List(4)}
 			if r.IntN(6) == 0 {
 				o.List = nil // the feed empties
 			}
 			ops = append(ops, o)
-		case k < 95:
+		case k < 87:
+			o := propOp{Kind: "burst"}
+			for range 2 + r.IntN(4) {
+				o.Sub = append(o.Sub, single())
+			}
+			ops = append(ops, o)
+		case k < 89:
+			ops = append(ops, propOp{Kind: "restart"})
+		case k < 97:
 			o := propOp{Kind: "batch"}
 			for range 2 + r.IntN(3) {
 				o.Sub = append(o.Sub, single())
