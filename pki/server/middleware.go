@@ -97,7 +97,7 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		if err := s.precheck(r, route, body); err != nil {
-			s.refuse(w, r, route, start, http.StatusForbidden, err.Error(), err)
+			s.refuse(w, r, route, start, statusOf(err), err.Error(), err)
 			return
 		}
 		rec := &recorder{header: http.Header{}}
@@ -212,10 +212,17 @@ func refusalStatus(status int, err error) int {
 	return status
 }
 
-// precheck applies the name policy, and to renewals the limit on how long
-// ago the certificate may have expired, before step-ca signs anything.
+// precheck applies, before step-ca sees the request: the signature of a
+// one-time token (so an altered token never spends the genuine one), the
+// name policy, the limit on how long ago a renewed certificate may have
+// expired, and that a revoked serial was issued here.
 func (s *Server) precheck(r *http.Request, route string, body []byte) error {
+	if err := s.checkTokenSignature(body); err != nil {
+		return err
+	}
 	switch route {
+	case "/revoke":
+		return s.checkRevokeKnown(body)
 	case "/renew", "/rekey":
 		old, auth := renewTokenLeaf(r), "renew-token"
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
