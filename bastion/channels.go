@@ -236,26 +236,15 @@ func rawChannelOf(sess glssh.Session) gossh.Channel {
 	return sess
 }
 
-// menu lists the user's targets, numbered, and serves the one picked. It
-// is made for phone keyboards: numbers only, one keypress plus Enter.
+// menu lists the user's targets and serves the one picked: numbers only,
+// one keypress plus Enter, 40 columns (menu.go).
 func (s *Server) menu(sess glssh.Session, st *connState, user string) {
-	targets := s.policy().Allowed(user)
+	m := NewMenu(s.policy().Allowed(user))
 	w := sess
-	fmt.Fprintf(w, "Rampart bastion: hello %s.\r\n", user)
-	if len(targets) == 0 {
-		fmt.Fprint(w, "You have no targets. Ask an administrator.\r\n")
-		sess.Exit(0)
-		return
+	for _, l := range m.Lines(user) {
+		fmt.Fprint(w, l+"\r\n")
 	}
-	fmt.Fprint(w, "\r\n")
-	for i, t := range targets {
-		how := "jump only: ssh -J " + user + "@<bastion> " + t.Name
-		if t.Allows(ModeRecord) {
-			how = "session (recorded)"
-		}
-		fmt.Fprintf(w, "  %2d) %-20s %s\r\n", i+1, t.Name, how)
-	}
-	if _, _, isPty := sess.Pty(); !isPty {
+	if _, _, isPty := sess.Pty(); !isPty || len(m.Choices) == 0 {
 		sess.Exit(0)
 		return
 	}
@@ -266,21 +255,17 @@ func (s *Server) menu(sess glssh.Session, st *connState, user string) {
 			sess.Exit(0)
 			return
 		}
-		n, ok := ParseMenuChoice(line, len(targets))
+		n, ok := ParseMenuChoice(line, len(m.Choices))
 		if line == "q" || line == "quit" {
 			sess.Exit(0)
 			return
 		}
 		if !ok {
-			fmt.Fprintf(w, "Pick 1 to %d.\r\n", len(targets))
+			fmt.Fprintf(w, "Pick 1 to %d.\r\n", len(m.Choices))
 			continue
 		}
-		t := targets[n-1]
-		if !t.Allows(ModeRecord) {
-			fmt.Fprintf(w, "%s is jump-only: ssh -J %s@<bastion> %s\r\n", t.Name, user, t.Name)
-			continue
-		}
-		fmt.Fprintf(w, "Connecting to %s…\r\n", t.Name)
+		t := m.Choices[n-1]
+		fmt.Fprint(w, fit("Connecting to "+t.Name+"…")+"\r\n")
 		s.recordTo(sess, st, user, t.Name)
 		return
 	}

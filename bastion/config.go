@@ -149,6 +149,9 @@ type TargetConfig struct {
 	Modes    []string `yaml:"modes"`
 	HostKeys []string `yaml:"host_keys"`
 	HostCA   string   `yaml:"host_ca"`
+	// Description is shown next to the name in the menu (a phone's 40
+	// columns keep about 20 characters of it).
+	Description string `yaml:"description"`
 }
 
 // GroupConfig lists what a group's members may reach.

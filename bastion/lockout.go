@@ -69,7 +69,7 @@ func lockMessage(l guard.Lock, now time.Time) string {
 	if l.Kind == guard.KindSource {
 		who = "Your address is locked"
 	}
-	return who + "\nafter too many failed logins.\nTry again in " + wait + ",\nor ask an administrator."
+	return who + "\nafter too many failed logins.\nTry again in " + wait + ",\nor ask an administrator.\n"
 }
 
 // lockedOut answers a login while src or the user is locked out: the

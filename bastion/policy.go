@@ -24,6 +24,8 @@ type Target struct {
 	HostKeys []gossh.PublicKey
 	HostCA   gossh.PublicKey
 	dest     dest.Dest
+	// Description is the menu's short text for the target.
+	Description string
 }
 
 // Allows reports whether the target may be used in mode.
@@ -102,7 +104,7 @@ func NewPolicyWith(c *Config, o PolicyOptions) (*Policy, error) {
 		if err != nil {
 			return nil, fmt.Errorf("target %s: addr: %w", tc.Name, err)
 		}
-		t := &Target{Name: tc.Name, Addr: d.String(), User: tc.User, Modes: tc.Modes, dest: d}
+		t := &Target{Name: tc.Name, Addr: d.String(), User: tc.User, Modes: tc.Modes, dest: d, Description: tc.Description}
 		for _, s := range tc.HostKeys {
 			k, err := ParseAuthorizedKey(s)
 			if err != nil {

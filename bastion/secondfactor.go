@@ -74,7 +74,7 @@ func (s *Server) secondFactor(ctx glssh.Context, st *connState, conn gossh.ConnM
 			useDuo = false
 		case pre.Result == "enroll":
 			if !useTOTP {
-				client("", "Duo: "+pre.StatusMsg, nil, nil)
+				client("", "Duo: "+pre.StatusMsg+"\n", nil, nil)
 				return fail("duo", "duo preauth: user not enrolled")
 			}
 			useDuo = false
@@ -83,16 +83,20 @@ func (s *Server) secondFactor(ctx glssh.Context, st *connState, conn gossh.ConnM
 		}
 	}
 
-	question := "Verification code: "
+	// The code is asked for by the issuer's name, as the authenticator
+	// app shows it, so a phone user knows which of their codes to type.
+	question := s.opts.Config.TOTP.Issuer + " code: "
 	switch {
 	case useTOTP && useDuo:
-		question = "Verification code, or press Enter for a Duo push: "
+		question = s.opts.Config.TOTP.Issuer + " code, or press Enter for a Duo push: "
 	case useDuo && duoDevice != "":
 		question = "Duo passcode, or press Enter for a push to " + duoDevice + " (type phone for a call): "
 	case useDuo:
 		question = "Duo passcode (type phone for a call): "
 	}
-	answers, err := client("", "Second factor for the Rampart bastion", []string{question}, []bool{false})
+	// Instructions end in a newline: dbclient prints them and the prompt
+	// with nothing between.
+	answers, err := client("", "Key accepted for "+user+".\n", []string{question}, []bool{false})
 	if err != nil {
 		return fail("keyboard-interactive", "no answer: "+err.Error())
 	}
@@ -112,6 +116,9 @@ func (s *Server) secondFactor(ctx glssh.Context, st *connState, conn gossh.ConnM
 	case mfa.AnswerCode:
 		if useTOTP {
 			err := s.opts.TOTP.Check(user, ans.Code)
+			if errors.Is(err, mfa.ErrReplayed) {
+				err = s.nextCode(client, rec, user, question)
+			}
 			if err == nil {
 				return s.mfaSuccess(st, &rec, "totp", "")
 			}
@@ -137,7 +144,7 @@ func (s *Server) secondFactor(ctx glssh.Context, st *connState, conn gossh.ConnM
 		}
 		// A round with no questions: OpenSSH and phone clients print the
 		// instruction at once, so the wait for the push does not look hung.
-		if _, err := client("", note, nil, nil); err != nil {
+		if _, err := client("", note+"\n", nil, nil); err != nil {
 			return fail(method, "client went away: "+err.Error())
 		}
 		if ans.Kind == mfa.AnswerPhone {
@@ -184,4 +191,22 @@ func (s *Server) mfaSuccess(st *connState, rec *audit.Record, method, reason str
 	st.mu.Unlock()
 	s.opts.Guard.Success(user)
 	return &gossh.Permissions{Extensions: map[string]string{"rampart-user": user, "rampart-key": fp, "rampart-mfa": method}}, nil
+}
+
+// nextCode answers a code that was already used (typed twice, or the
+// login before took it): the user is told so and asked once more, since
+// the authenticator shows the next code within 30 seconds. The replay is
+// audited; only the final answer counts as a failure.
+func (s *Server) nextCode(client gossh.KeyboardInteractiveChallenge, rec audit.Record, user, question string) error {
+	rec.Method, rec.Result, rec.Reason = "totp", audit.ResultFailure, mfa.ErrReplayed.Error()+"; asked for the next code"
+	s.m.auth.WithLabelValues("totp", audit.ResultFailure).Inc()
+	s.audit(rec)
+	answers, err := client("", "That code was already used:\nwait for the next code.\n", []string{question}, []bool{false})
+	if err != nil || len(answers) != 1 {
+		return mfa.ErrReplayed
+	}
+	if ans := mfa.ParseAnswer(answers[0]); ans.Kind == mfa.AnswerCode {
+		return s.opts.TOTP.Check(user, ans.Code)
+	}
+	return mfa.ErrWrongCode
 }

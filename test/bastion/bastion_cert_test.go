@@ -44,7 +44,7 @@ func TestOpenSSHUserCertificate(t *testing.T) {
 	}
 
 	sign(caPath, "carol")
-	if r := login("carol"); r.Err != nil || !strings.Contains(r.Out, "1) target") {
+	if r := login("carol"); r.Err != nil || !strings.Contains(r.Out, "-  target") {
 		t.Fatalf("certificate login: %v\n%s", r.Err, r.Out)
 	}
 	w.waitRecord(map[string]any{"type": "auth", "user": "carol", "method": "certificate", "result": "success"})

@@ -115,7 +115,8 @@ func bstNewWorld(t testing.TB, setup bstSetup) *bstWorld {
 		w.JumpHost = testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []gossh.PublicKey{w.Key.PublicKey()}})
 	}
 
-	targets := setup.Targets
+	// {{target}} in setup.Targets is the sshd's address.
+	targets := strings.ReplaceAll(setup.Targets, "{{target}}", w.Target.Addr)
 	if targets == "" {
 		targets = fmt.Sprintf("  - name: target\n    addr: %s\n", w.Target.Addr)
 	}

@@ -44,7 +44,7 @@ func TestOpenSSHThroughBastion(t *testing.T) {
 		if r.Err == nil || strings.Contains(r.Out, "in\n") {
 			t.Fatalf("wrong code got in: %v\n%s", r.Err, r.Out)
 		}
-		if !strings.Contains(r.Prompts, "Verification code") {
+		if !strings.Contains(r.Prompts, "Rampart bastion code") {
 			t.Fatalf("askpass was not asked for a code; prompts: %q", r.Prompts)
 		}
 		w.waitRecord(map[string]any{"type": "auth", "user": "wrong", "method": "totp", "result": "failure", "reason": "mfa: wrong code"})
@@ -101,19 +101,23 @@ func TestOpenSSHThroughBastion(t *testing.T) {
 
 	t.Run("menu without a terminal lists the targets", func(t *testing.T) {
 		r := w.ssh(w.totp("menu"), "-T", "menu@bastion")
-		if r.Err != nil || !strings.Contains(r.Out, " 1) target") {
+		if r.Err != nil || !strings.Contains(r.Out, "-  target") {
 			t.Fatalf("menu: %v\n%s", r.Err, r.Out)
 		}
 	})
 
-	t.Run("menu on a terminal takes a number", func(t *testing.T) {
+	t.Run("menu on a terminal offers no jump-only target as a choice", func(t *testing.T) {
 		// -tt: a pseudo-terminal even though stdin is a pipe, as a phone
-		// client has one; "7" is out of range, "1" picks the jump-only target.
-		r := w.sshStdin("7\r1\r\x04", w.totp("menutty"), "-tt", "menutty@bastion")
-		for _, want := range []string{"1) target", "Number (q to quit)", "Pick 1 to 1", "target is jump-only"} {
+		// client has one. target is jump-only: listed as such, and with
+		// nothing to pick here there is no number prompt to fail at.
+		r := w.sshStdin("1\r\x04", w.totp("menutty"), "-tt", "menutty@bastion")
+		for _, want := range []string{"Jump only (ssh -J from a computer)", "-  target"} {
 			if !strings.Contains(r.Out, want) {
 				t.Errorf("menu output lacks %q: %v\n%s", want, r.Err, r.Out)
 			}
+		}
+		if strings.Contains(r.Out, "Number (q to quit)") || strings.Contains(r.Out, "1) target") {
+			t.Errorf("a jump-only target offered as a choice:\n%s", r.Out)
 		}
 	})
 

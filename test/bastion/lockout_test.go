@@ -56,7 +56,7 @@ func TestLockoutStrangersCannotTrigger(t *testing.T) {
 			w.wrongKeyFrom(src, "alice", stranger)
 		}
 		r := w.ssh(w.totp("alice"), "-b", "127.0.0.1", "-T", "alice@bastion")
-		if r.Err != nil || !strings.Contains(r.Out, "1) target") {
+		if r.Err != nil || !strings.Contains(r.Out, "-  target") {
 			t.Fatalf("alice was locked out by strangers' keys: %v\n%s", r.Err, r.Out)
 		}
 		if rs := w.find(map[string]any{"method": "lock", "user": "alice"}); len(rs) != 0 {
@@ -77,7 +77,7 @@ func TestLockoutStrangersCannotTrigger(t *testing.T) {
 			t.Errorf("lock record: %v", lock)
 		}
 		r := w.ssh(w.totp("bob"), "-b", "127.0.0.24", "-T", "bob@bastion")
-		if r.Err == nil || strings.Contains(r.Out, "1) target") {
+		if r.Err == nil || strings.Contains(r.Out, "-  target") {
 			t.Fatalf("locked bob got in: %v\n%s", r.Err, r.Out)
 		}
 		if !strings.Contains(r.Out, "This account is locked") || strings.Contains(strings.ToLower(r.Out), "code") {
@@ -95,14 +95,14 @@ func TestLockoutStrangersCannotTrigger(t *testing.T) {
 			t.Errorf("lock record: %v", lock)
 		}
 		r := w.ssh(w.totp("carol"), "-b", "127.0.0.30", "-T", "carol@bastion")
-		if r.Err == nil || strings.Contains(r.Out, "1) target") {
+		if r.Err == nil || strings.Contains(r.Out, "-  target") {
 			t.Fatalf("locked source got in: %v\n%s", r.Err, r.Out)
 		}
 		if !strings.Contains(r.Out, "Your address is locked") {
 			t.Fatalf("the locked source is not told:\n%s", r.Out)
 		}
 		r = w.ssh(w.totp("carol"), "-b", "127.0.0.31", "-T", "carol@bastion")
-		if r.Err != nil || !strings.Contains(r.Out, "1) target") {
+		if r.Err != nil || !strings.Contains(r.Out, "-  target") {
 			t.Fatalf("carol from another address: %v\n%s", r.Err, r.Out)
 		}
 	})

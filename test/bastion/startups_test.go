@@ -40,7 +40,7 @@ func TestStartupsPerSource(t *testing.T) {
 		t.Errorf("%d of 100 connections from one address were served, want max_startups_per_source 10", served)
 	}
 	r := w.ssh(w.totp("alice"), "-b", "127.0.0.51", "-T", "alice@bastion")
-	if r.Err != nil || !strings.Contains(r.Out, "1) target") {
+	if r.Err != nil || !strings.Contains(r.Out, "-  target") {
 		t.Fatalf("a user at another address was starved: %v\n%s", r.Err, r.Out)
 	}
 	drops := w.find(map[string]any{"type": "refusal", "method": "max_startups_per_source", "source": "127.0.0.50"})

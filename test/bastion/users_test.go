@@ -67,7 +67,7 @@ func (w *bstWorld) eventually(what string, answer func() string, ok func(sshResu
 	}
 }
 
-func loggedIn(r sshResult) bool { return r.Err == nil && strings.Contains(r.Out, "1) target") }
+func loggedIn(r sshResult) bool { return r.Err == nil && strings.Contains(r.Out, "-  target") }
 
 // TestUserLifecycleWithoutRestart: "bastion user" verbs against a running
 // "bastion serve", which applies each without a restart or a signal.
