@@ -29,6 +29,7 @@ CA host:
   token      mint a single-use token for a host: pki token NAME [--san S]... [--role R]...
   revoke     revoke a certificate (refused by CRL checkers within a minute): pki revoke SERIAL
   list       what the CA issued: pki list [--expiring D] [--revoked] [--name GLOB] [--all] [--json]
+  acme-eab   mint an ACME external account binding key (acme.require_eab): pki acme-eab NAME
   ssh-sign   sign an SSH user or host key
   fingerprint print the root fingerprint hosts pin
 
@@ -49,6 +50,7 @@ func main() {
 		"renew":       cmdRenew,
 		"revoke":      cmdRevoke,
 		"list":        cmdList,
+		"acme-eab":    cmdACMEEAB,
 		"ssh-sign":    cmdSSHSign,
 		"fingerprint": cmdFingerprint,
 	}, os.Args[1:], os.Stderr))

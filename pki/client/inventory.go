@@ -160,15 +160,15 @@ func (c *Client) Inventory(ctx context.Context, token string) ([]Issued, error) 
 	return out.Certificates, nil
 }
 
-// InventoryAudienceOK reports whether aud names [InventoryPath] on one of
-// the CA's names (any port: the CA may sit behind a load balancer).
-func InventoryAudienceOK(aud string, dnsNames []string) bool {
+// AdminAudienceOK reports whether aud names route on one of the CA's
+// names (any port: the CA may sit behind a load balancer).
+func AdminAudienceOK(aud, route string, dnsNames []string) bool {
 	rest, ok := strings.CutPrefix(aud, "https://")
 	if !ok {
 		return false
 	}
 	hostport, p, ok := strings.Cut(rest, "/")
-	if !ok || "/"+p != InventoryPath {
+	if !ok || "/"+p != route {
 		return false
 	}
 	host := hostport
@@ -176,4 +176,33 @@ func InventoryAudienceOK(aud string, dnsNames []string) bool {
 		host = h
 	}
 	return slices.Contains(dnsNames, host)
+}
+
+// ACMEEABPath is the CA route that mints an ACME external account binding
+// key (pki acme-eab), for a provisioner-signed token.
+const ACMEEABPath = "/rampart/1.0/acme/eab"
+
+// EAB is an external account binding key for the CA's ACME provisioner:
+// give KID and HMACKey (base64url) to one ACME client (certbot --eab-kid
+// --eab-hmac-key, acme-renew's eab, Caddy's eab). It binds to the first
+// account that uses it.
+type EAB struct {
+	KID       string `json:"kid"`
+	HMACKey   string `json:"hmac_key"`
+	Reference string `json:"reference"`
+}
+
+// ACMEEABToken mints a short-lived token for [ACMEEABPath] at caURL.
+func (p *Provisioner) ACMEEABToken(caURL string) (string, error) {
+	return p.sign(p.claims(caURL, ACMEEABPath, "pki-acme-eab", 5*time.Minute))
+}
+
+// NewACMEEAB asks the CA for a fresh EAB key named reference (unique).
+func (c *Client) NewACMEEAB(ctx context.Context, token, reference string) (*EAB, error) {
+	var out EAB
+	hdr := http.Header{"Authorization": {"Bearer " + token}}
+	if err := doJSON(ctx, c.hc, http.MethodPost, c.base.String()+ACMEEABPath, map[string]string{"reference": reference}, &out, hdr); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

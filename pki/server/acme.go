@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -18,6 +21,7 @@ import (
 	"github.com/smallstep/certificates/db"
 
 	"github.com/rampart-sec/rampart/pki/ca"
+	"github.com/rampart-sec/rampart/pki/client"
 )
 
 // applyACME adds step-ca's ACME provisioner: the configured challenges,
@@ -32,6 +36,7 @@ func applyACME(c *ca.Config, sc *stepconfig.Config) {
 	minDur := min(time.Duration(c.Leaf.Min), life)
 	no := false
 	p := &provisioner.ACME{
+		ID:         acmeProvisionerID(c.ACME.Name),
 		Type:       "ACME",
 		Name:       c.ACME.Name,
 		RequireEAB: c.ACME.RequireEAB,
@@ -77,6 +82,50 @@ func (s *Server) acmeHandler() (http.Handler, error) {
 		return acme.NewContext(ctx, adb, acme.NewClient(), linker, nil)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == client.ACMEEABPath {
+			s.serveEAB(w, r, adb)
+			return
+		}
 		mux.ServeHTTP(w, r.WithContext(base(r.Context())))
 	}), nil
 }
+
+// serveEAB mints an external account binding key for the ACME
+// provisioner (pki acme-eab NAME), for a provisioner-signed token.
+func (s *Server) serveEAB(w http.ResponseWriter, r *http.Request, adb acme.DB) {
+	if r.Method != http.MethodPost {
+		writeJSONError(w, http.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	if err := s.checkAdminToken(r, client.ACMEEABPath); err != nil {
+		s.logger.Warn("pki: request refused", "route", client.ACMEEABPath, "status", http.StatusUnauthorized, "remote", r.RemoteAddr, "reason", err.Error())
+		writeJSONError(w, http.StatusUnauthorized, err.Error())
+		return
+	}
+	var req struct {
+		Reference string `json:"reference"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.Reference == "" {
+		writeJSONError(w, http.StatusBadRequest, "want {\"reference\": NAME}")
+		return
+	}
+	provID := acmeProvisionerID(s.cfg.ACME.Name)
+	if k, err := adb.GetExternalAccountKeyByReference(r.Context(), provID, req.Reference); err == nil && k != nil {
+		writeJSONError(w, http.StatusConflict, fmt.Sprintf("an EAB key named %q exists already (kid %s)", req.Reference, k.ID))
+		return
+	}
+	k, err := adb.CreateExternalAccountKey(r.Context(), provID, req.Reference)
+	if err != nil {
+		s.logger.Error("pki: create ACME EAB key", "reference", req.Reference, "err", err)
+		writeJSONError(w, http.StatusInternalServerError, "could not create the EAB key")
+		return
+	}
+	s.audit.Info("pki: acme eab key created", "op", "acme-eab", "kid", k.ID, "reference", k.Reference, "requester", r.RemoteAddr)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(client.EAB{KID: k.ID, HMACKey: base64.RawURLEncoding.EncodeToString(k.HmacKey), Reference: k.Reference})
+}
+
+// acmeProvisionerID is the ID the ACME provisioner is configured with:
+// step-ca looks EAB keys up by the provisioner's ID field, which it
+// leaves empty unless set.
+func acmeProvisionerID(name string) string { return "acme/" + name }

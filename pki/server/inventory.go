@@ -94,7 +94,7 @@ func (s *Server) serveInventory(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusMethodNotAllowed, "use GET")
 		return
 	}
-	if err := s.checkInventoryToken(r); err != nil {
+	if err := s.checkAdminToken(r, client.InventoryPath); err != nil {
 		s.logger.Warn("pki: request refused", "route", client.InventoryPath, "status", http.StatusUnauthorized, "remote", r.RemoteAddr, "reason", err.Error())
 		writeJSONError(w, http.StatusUnauthorized, err.Error())
 		return
@@ -115,40 +115,41 @@ func writeJSONError(w http.ResponseWriter, status int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "message": msg})
 }
 
-// checkInventoryToken accepts a JWT signed by the provisioner key, for
-// this route on one of the CA's names, unexpired, and never seen before.
-func (s *Server) checkInventoryToken(r *http.Request) error {
+// checkAdminToken accepts a JWT signed by the provisioner key, for route
+// on one of the CA's names, unexpired, and never seen before: what pki's
+// own CA-host verbs (list, acme-eab) authenticate with.
+func (s *Server) checkAdminToken(r *http.Request, route string) error {
 	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
-		return errors.New("inventory: missing bearer token (pki list mints one with the provisioner key)")
+		return errors.New("missing bearer token (pki list and pki acme-eab mint one with the provisioner key)")
 	}
 	tok, err := jose.ParseSigned(raw)
 	if err != nil {
-		return errors.New("inventory: malformed token")
+		return errors.New("malformed token")
 	}
 	key, err := readJWK(s.cfg.Path(s.cfg.Provisioner.PublicKey))
 	if err != nil {
-		return fmt.Errorf("inventory: %w", err)
+		return err
 	}
 	var c jose.Claims
 	if err := tok.Claims(key.Key, &c); err != nil {
-		return errors.New("inventory: token not signed by this CA's provisioner key")
+		return errors.New("token not signed by this CA's provisioner key")
 	}
 	if err := c.ValidateWithLeeway(jose.Expected{Issuer: s.cfg.Provisioner.Name, Time: s.clock()}, time.Minute); err != nil {
-		return fmt.Errorf("inventory: token: %w", err)
+		return fmt.Errorf("token: %w", err)
 	}
-	if len(c.Audience) != 1 || !client.InventoryAudienceOK(c.Audience[0], s.cfg.DNSNames) {
-		return fmt.Errorf("inventory: token audience %v: want https://<one of %v>%s", c.Audience, s.cfg.DNSNames, client.InventoryPath)
+	if len(c.Audience) != 1 || !client.AdminAudienceOK(c.Audience[0], route, s.cfg.DNSNames) {
+		return fmt.Errorf("token audience %v: want https://<one of %v>%s", c.Audience, s.cfg.DNSNames, route)
 	}
 	if c.Expiry == nil || c.ID == "" {
-		return errors.New("inventory: token lacks exp or jti")
+		return errors.New("token lacks exp or jti")
 	}
-	_, fresh, err := s.store.CmpAndSwap([]byte("used_ott"), []byte("inventory:"+c.ID), nil, []byte(raw))
+	_, fresh, err := s.store.CmpAndSwap([]byte("used_ott"), []byte("rampart-admin:"+c.ID), nil, []byte(raw))
 	if err != nil {
-		return fmt.Errorf("inventory: record token: %w", err)
+		return fmt.Errorf("record token: %w", err)
 	}
 	if !fresh {
-		return errors.New("inventory: token already used")
+		return errors.New("token already used")
 	}
 	return nil
 }

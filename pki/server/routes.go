@@ -50,6 +50,8 @@ func (s *Server) routeExtras(api http.Handler) http.Handler {
 			h = s.serveInventory
 		case r.URL.Path == "/crl" || r.URL.Path == ca.CRLPath:
 			h, route = s.serveCRL, "/crl"
+		case s.acme != nil && r.URL.Path == client.ACMEEABPath:
+			h = s.acme.ServeHTTP
 		case s.acme != nil && strings.HasPrefix(r.URL.Path, "/acme/"):
 			h, route = s.acme.ServeHTTP, acmeRoute(r.URL.Path)
 		}

@@ -3,6 +3,7 @@ package pki_test
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -343,5 +344,50 @@ certificates:
 	}
 	if out, err := r.run(t, nil, bin, "check", "--config", cfg); err != nil {
 		t.Errorf("acme-renew check: %v\n%s", err, out)
+	}
+}
+
+// TestACMECertbotEAB: with acme.require_eab, certbot without a key is
+// refused an account; with a key from `pki acme-eab` it obtains a
+// certificate; the same key cannot open a second account.
+func TestACMECertbotEAB(t *testing.T) {
+	certbot := testenv.Binary(t, "certbot")
+	r := newACMERig(t, func(y string) string { return strings.Replace(y, "require_eab: false", "require_eab: true", 1) })
+	env := []string{"REQUESTS_CA_BUNDLE=" + r.root}
+	certonly := func(work string, extra ...string) (string, error) {
+		return r.run(t, env, certbot, append([]string{"certonly", "--standalone", "--non-interactive", "--agree-tos",
+			"--register-unsafely-without-email", "--server", r.directory,
+			"--config-dir", filepath.Join(work, "etc"), "--work-dir", filepath.Join(work, "var"),
+			"--logs-dir", filepath.Join(work, "log"), "--preferred-challenges", "http", "-d", "eab.acme.test"}, extra...)...)
+	}
+	if out, err := certonly(t.TempDir()); err == nil {
+		t.Fatalf("certbot without EAB got an account from a CA that requires it:\n%s", out)
+	}
+	out, err := r.run(t, nil, r.bin, "acme-eab", "web-frontend", "--config", r.cfg, "--json")
+	if err != nil {
+		t.Fatalf("pki acme-eab: %v\n%s", err, out)
+	}
+	var k struct{ KID, HMACKey, Reference string }
+	if err := json.Unmarshal([]byte(out), &struct {
+		KID     *string `json:"kid"`
+		HMACKey *string `json:"hmac_key"`
+		Ref     *string `json:"reference"`
+	}{&k.KID, &k.HMACKey, &k.Reference}); err != nil || k.KID == "" || k.HMACKey == "" || k.Reference != "web-frontend" {
+		t.Fatalf("pki acme-eab --json: %v %q", err, out)
+	}
+	if out, err := r.run(t, nil, r.bin, "acme-eab", "web-frontend", "--config", r.cfg); err == nil || !strings.Contains(out, "exists already") {
+		t.Errorf("a second key of the same name: %v\n%s", err, out)
+	}
+	work := t.TempDir()
+	if out, err := certonly(work, "--eab-kid", k.KID, "--eab-hmac-key", k.HMACKey); err != nil {
+		t.Fatalf("certbot with EAB: %v\n%s\npki serve:\n%s", err, out, r.serveOut.String())
+	}
+	chain, err := os.ReadFile(filepath.Join(work, "etc", "live", "eab.acme.test", "fullchain.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.wantLeaf(t, chain, "eab.acme.test", 24*time.Hour)
+	if out, err := certonly(t.TempDir(), "--eab-kid", k.KID, "--eab-hmac-key", k.HMACKey); err == nil {
+		t.Fatalf("one EAB key opened a second account:\n%s", out)
 	}
 }
