@@ -63,7 +63,7 @@ func cmdToken(_ context.Context, args []string) error {
 	cli.Describe(fs, "pki token NAME [--san S]... [--role R]... [--ttl D] [--config FILE]",
 		"Mint a single-use token with which the host NAME joins the CA (pki bootstrap).")
 	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
-	ttl := fs.Duration("ttl", time.Hour, "how long the token can be used")
+	ttl := durationFlag(fs, "ttl", time.Hour, "how long the token can be used (90s, 30m, 2h, 1d)")
 	caURL := fs.String("ca-url", "", "CA URL the host will use (default: url in pki.yaml)")
 	var sans, roles listFlag
 	fs.Var(&sans, "san", "DNS name or IP for the certificate (repeatable; default NAME)")
@@ -75,6 +75,9 @@ func cmdToken(_ context.Context, args []string) error {
 	if len(pos) != 1 {
 		return errors.New("usage: pki token NAME [--san S]... [--role R]... [--ttl D]")
 	}
+	if *ttl <= 0 {
+		return fmt.Errorf("--ttl %s: must be positive", *ttl)
+	}
 	cfg, prov, err := loadCA(*cfgPath)
 	if err != nil {
 		return err
@@ -83,7 +86,7 @@ func cmdToken(_ context.Context, args []string) error {
 	if *caURL != "" {
 		u = *caURL
 	}
-	tok, err := prov.Token(u, client.TokenRequest{Subject: pos[0], SANs: sans, Roles: roles, TTL: *ttl})
+	tok, err := prov.Token(u, client.TokenRequest{Subject: pos[0], SANs: sans, Roles: roles, TTL: *ttl, AllowedRoles: cfg.Roles})
 	if err != nil {
 		return err
 	}

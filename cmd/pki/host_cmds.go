@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampart-sec/rampart/internal/cli"
+	"github.com/rampart-sec/rampart/pkg/config"
 	"github.com/rampart-sec/rampart/pkg/metrics"
 	"github.com/rampart-sec/rampart/pki/client"
 )
@@ -72,7 +73,7 @@ func cmdBootstrap(ctx context.Context, args []string) error {
 	tok := fs.String("token", "", "one-time token from pki token")
 	tokFile := fs.String("token-file", "", "read the token from this file")
 	out := fs.String("out", "", "directory for key.pem, cert.pem, root.pem")
-	lifetime := fs.Duration("lifetime", 0, "ask for this certificate lifetime (default: the CA's, 24h)")
+	lifetime := durationFlag(fs, "lifetime", 0, "ask for this certificate lifetime, e.g. 12h or 7d (default: the CA's, 24h)")
 	files := fileFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -147,4 +148,19 @@ func cmdRenew(ctx context.Context, args []string) error {
 		}()
 	}
 	return r.Run(ctx)
+}
+
+// durationFlag is a duration flag that also takes days ("1d", "7d12h"),
+// as every config file does.
+func durationFlag(fs *flag.FlagSet, name string, def time.Duration, usage string) *time.Duration {
+	d := def
+	fs.Func(name, usage+" (default "+def.String()+")", func(s string) error {
+		v, err := config.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		d = v
+		return nil
+	})
+	return &d
 }

@@ -8,11 +8,17 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
+	"os"
+	"slices"
 	"strings"
 	"time"
+
+	"go.step.sm/crypto/jose"
 )
 
 // BootstrapOptions tune [Bootstrap]. The zero value is what `pki bootstrap`
@@ -48,6 +54,12 @@ func Bootstrap(ctx context.Context, caURL, fingerprint, token, outDir string, op
 	if info.RootSHA != "" && normalizeFingerprint(info.RootSHA) != normalizeFingerprint(fingerprint) {
 		return nil, fmt.Errorf("bootstrap: token was minted for root %s, --fingerprint is %s: %w", info.RootSHA, fingerprint, ErrFingerprint)
 	}
+	// Everything that can fail after the CA signs is checked before: the
+	// CA records the token as used when it signs, so a host that fails
+	// afterwards has nothing written and a spent token.
+	if err := preflight(info, outDir, opts); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w (nothing was sent to the CA; the token is still unused)", err)
+	}
 	root, err := FetchRoot(ctx, caURL, fingerprint)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
@@ -59,6 +71,9 @@ func Bootstrap(ctx context.Context, caURL, fingerprint, token, outDir string, op
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	defer c.CloseIdleConnections()
+	if err := c.checkAdvertised(ctx, token, info, opts.Lifetime); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w (the token was not sent; it is still unused)", err)
+	}
 
 	names := info.SANs
 	if len(opts.Names) > 0 {
@@ -134,4 +149,88 @@ func newPool(certs ...*x509.Certificate) *x509.CertPool {
 		p.AddCert(c)
 	}
 	return p
+}
+
+// preflight checks what Bootstrap can know before it talks to the CA: the
+// file options (owner, group, key mode), the requested lifetime, the names
+// against the token, the roles' syntax, and that outDir can be written.
+func preflight(info *TokenInfo, outDir string, opts BootstrapOptions) error {
+	if _, _, err := opts.Files.resolve(); err != nil {
+		return err
+	}
+	if opts.Lifetime < 0 {
+		return fmt.Errorf("lifetime %s: must be positive", opts.Lifetime)
+	}
+	for _, n := range opts.Names {
+		if !slices.Contains(info.SANs, n) {
+			return fmt.Errorf("name %q: the token was minted for %s only, and the CA would refuse it", n, strings.Join(info.SANs, ", "))
+		}
+	}
+	for _, n := range info.SANs {
+		if role, ok := strings.CutPrefix(n, RolePrefix); ok && !roleRE.MatchString(role) {
+			return fmt.Errorf("token role %q: not a role name", role)
+		}
+	}
+	if outDir == "" {
+		return errors.New("no output directory")
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	f, err := os.CreateTemp(outDir, ".bootstrap-check-*")
+	if err != nil {
+		return fmt.Errorf("output directory %s is not writable: %w", outDir, err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// advertised is one provisioner as GET /1.0/provisioners shows it.
+type advertised struct {
+	Type   string           `json:"type"`
+	Name   string           `json:"name"`
+	Key    *jose.JSONWebKey `json:"key"`
+	Claims *struct {
+		Min     string `json:"minTLSCertDuration"`
+		Max     string `json:"maxTLSCertDuration"`
+		Default string `json:"defaultTLSCertDuration"`
+	} `json:"claims"`
+}
+
+// checkAdvertised holds the token and the requested lifetime to what the
+// CA publishes about the token's provisioner (unauthenticated, read over
+// the pinned root): its public key must verify the token, and the
+// lifetime must be within its limits. A CA that does not answer is left
+// to judge for itself.
+func (c *Client) checkAdvertised(ctx context.Context, token string, info *TokenInfo, lifetime time.Duration) error {
+	var resp struct {
+		Provisioners []advertised `json:"provisioners"`
+	}
+	if err := doJSON(ctx, c.hc, http.MethodGet, c.base.String()+"/1.0/provisioners?limit=100", nil, &resp, nil); err != nil {
+		return nil
+	}
+	tok, err := jose.ParseSigned(strings.TrimSpace(token))
+	if err != nil || len(tok.Headers) != 1 {
+		return fmt.Errorf("token: not a signed JWT")
+	}
+	for _, p := range resp.Provisioners {
+		if p.Type != "JWK" || p.Name != info.Provisioner || p.Key == nil || p.Key.KeyID != tok.Headers[0].KeyID {
+			continue
+		}
+		var claims jose.Claims
+		if err := tok.Claims(p.Key.Public(), &claims); err != nil {
+			return fmt.Errorf("token signature does not verify with provisioner %q's key as the CA publishes it (altered token?)", p.Name)
+		}
+		if lifetime > 0 && p.Claims != nil {
+			if min, err := time.ParseDuration(p.Claims.Min); err == nil && lifetime < min {
+				return fmt.Errorf("lifetime %s: the CA issues certificates of %s to %s", lifetime, p.Claims.Min, p.Claims.Max)
+			}
+			if max, err := time.ParseDuration(p.Claims.Max); err == nil && lifetime > max {
+				return fmt.Errorf("lifetime %s: the CA issues certificates of %s to %s", lifetime, p.Claims.Min, p.Claims.Max)
+			}
+		}
+		return nil
+	}
+	return nil
 }

@@ -55,6 +55,9 @@ func (o FileOptions) resolve() (key, cert atomicfile.Options, err error) {
 	if cm == 0 {
 		cm = 0o644
 	}
+	if km&^0o777 != 0 || cm&^0o777 != 0 {
+		return key, cert, fmt.Errorf("mode %#o/%#o: want permission bits only (0600, 0640)", km, cm)
+	}
 	if km&0o007 != 0 {
 		return key, cert, fmt.Errorf("key mode %#o lets every user read the private key", km)
 	}

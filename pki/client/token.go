@@ -9,8 +9,13 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -122,29 +127,116 @@ func ReadPassword(path string) ([]byte, error) {
 // TokenRequest describes a token for an X.509 certificate.
 type TokenRequest struct {
 	Subject string        // the certificate's common name, e.g. "web1"
-	SANs    []string      // DNS names, IPs, URIs; default: Subject
+	SANs    []string      // DNS names, IPs, e-mail addresses, URIs; default: Subject
 	Roles   []string      // added as urn:rampart:role:<role> URI SANs
-	TTL     time.Duration // how long the token is usable; default 1h
+	TTL     time.Duration // how long the token is usable; 0 = 1h, negative is refused
+	// AllowedRoles, when not nil, are the roles the CA accepts (its
+	// roles: setting): a token for any other role would be refused at
+	// bootstrap, after the host had spent it.
+	AllowedRoles []string
 }
 
-// Token mints a single-use token for POST /1.0/sign at caURL.
+var roleRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// Token mints a single-use token for POST /1.0/sign at caURL. Everything
+// the CA would refuse about the request itself (a name that is no DNS
+// name, IP, e-mail address or URI; an unknown role; a non-positive
+// lifetime) is refused here, when the operator can still fix it, rather
+// than by the CA after the host spent the token.
 func (p *Provisioner) Token(caURL string, r TokenRequest) (string, error) {
-	if r.Subject == "" {
-		return "", fmt.Errorf("token: empty name")
+	if err := checkCN(r.Subject); err != nil {
+		return "", fmt.Errorf("token: name %q: %w", r.Subject, err)
+	}
+	if r.TTL < 0 {
+		return "", fmt.Errorf("token: ttl %s: must be positive", r.TTL)
 	}
 	sans := append([]string(nil), r.SANs...)
 	if len(sans) == 0 {
 		sans = []string{r.Subject}
 	}
+	for _, n := range sans {
+		if err := CheckSAN(n); err != nil {
+			return "", fmt.Errorf("token: %w", err)
+		}
+	}
 	for _, role := range r.Roles {
-		if role == "" || strings.ContainsAny(role, ":/ ") {
+		if !roleRE.MatchString(role) {
 			return "", fmt.Errorf("token: role %q: want a plain word such as agent", role)
+		}
+		if r.AllowedRoles != nil && !slices.Contains(r.AllowedRoles, role) {
+			return "", fmt.Errorf("token: role %q: the CA accepts only %s (roles: in pki.yaml)", role, strings.Join(r.AllowedRoles, ", "))
 		}
 		sans = append(sans, RoleURI(role))
 	}
 	c := p.claims(caURL, "/1.0/sign", r.Subject, r.TTL)
 	c.SANs = sans
 	return p.sign(c)
+}
+
+// CheckSAN reports whether n can be a subject alternative name of a
+// certificate from this CA: an IP address, a DNS name (RFC 1123 labels of
+// letters, digits and inner hyphens, 1 to 63 characters each, 253 at most
+// in all, optionally after "*."), an e-mail address, or a URI with a
+// scheme (urn:rampart:role:agent, spiffe://…).
+func CheckSAN(n string) error {
+	switch {
+	case n == "":
+		return errors.New("empty name")
+	case net.ParseIP(n) != nil:
+		return nil
+	case strings.ContainsRune(n, '@'):
+		local, domain, _ := strings.Cut(n, "@")
+		if local == "" || strings.ContainsAny(local, " \t\r\n<>") || checkDNSName(domain) != nil {
+			return fmt.Errorf("%q: not an e-mail address", n)
+		}
+		return nil
+	case strings.Contains(n, ":"):
+		if u, err := url.Parse(n); err == nil && u.Scheme != "" && (u.Host != "" || u.Opaque != "") && !strings.ContainsAny(n, " \t\r\n") {
+			return nil
+		}
+		return fmt.Errorf("%q: not a URI", n)
+	}
+	if err := checkDNSName(strings.TrimPrefix(n, "*.")); err != nil {
+		return fmt.Errorf("%q: not a DNS name or IP address: %w", n, err)
+	}
+	return nil
+}
+
+// checkDNSName applies RFC 1123's host name syntax.
+func checkDNSName(n string) error {
+	if n == "" || len(n) > 253 {
+		return errors.New("length must be 1 to 253")
+	}
+	for _, label := range strings.Split(n, ".") {
+		if len(label) == 0 || len(label) > 63 {
+			return errors.New("each label must be 1 to 63 characters")
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return errors.New("a label must not start or end with '-'")
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return fmt.Errorf("%q is not allowed (letters, digits, '-' and '.')", c)
+			}
+		}
+	}
+	return nil
+}
+
+// checkCN accepts a common name: printable, at most 64 bytes (X.520).
+func checkCN(cn string) error {
+	if cn == "" {
+		return errors.New("empty name")
+	}
+	if len(cn) > 64 {
+		return errors.New("longer than 64 bytes")
+	}
+	for _, c := range cn {
+		if c < 0x20 || c == 0x7f {
+			return errors.New("control character")
+		}
+	}
+	return nil
 }
 
 // SSHRequest describes a token for an SSH certificate.
