@@ -135,3 +135,21 @@ func TestSessionRequestsBounded(t *testing.T) {
 	}
 	auditLinesBounded(t, w)
 }
+
+// TestLongAnswer: a 100,000-byte keyboard-interactive answer is refused as
+// malformed; the answer itself never reaches the audit log.
+func TestLongAnswer(t *testing.T) {
+	w := newWorld(t, "")
+	long := strings.Repeat("7", 100000)
+	if _, err := w.dial(t, "u2", w.user, func() string { return long }); err == nil {
+		t.Fatal("logged in with a 100,000-byte answer")
+	}
+	a := w.audit(t)
+	if !strings.Contains(a, `"user":"u2"`) || !strings.Contains(a, `"result":"failure"`) {
+		t.Errorf("refusal not audited:\n%s", a)
+	}
+	if strings.Contains(a, "7777777777") {
+		t.Errorf("the answer reached the audit log")
+	}
+	auditLinesBounded(t, w)
+}
