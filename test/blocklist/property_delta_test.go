@@ -524,13 +524,21 @@ func TestPropertyDeltaNftables(t *testing.T) {
 }
 
 func TestPropertyDeltaPF(t *testing.T) {
-	propCheck(t, pfBackend(t), 2, 200)
+	seeds := 2
+	if testing.Short() {
+		seeds = 1
+	}
+	propCheck(t, pfBackend(t), seeds, 200)
 }
 
 // TestPropertyDeltaMemory needs no kernel and no root: blocklistd and the
-// agent against the in-memory backend.
+// agent against the in-memory backend, so `make unit` covers it too.
 func TestPropertyDeltaMemory(t *testing.T) {
-	propCheck(t, memoryBackend(), 10, 300)
+	seeds := 10
+	if testing.Short() {
+		seeds = 3
+	}
+	propCheck(t, memoryBackend(), seeds, 300)
 }
 
 // BenchmarkPropertyDeltaNftables runs b.N seeds of 500 steps against the
