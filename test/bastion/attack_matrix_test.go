@@ -106,6 +106,7 @@ func TestAttackMatrix(t *testing.T) {
 	}
 	users = append(users, &bstUser{Name: "stranger-victim", Targets: []string{"db1"}}, &bstUser{Name: "starved", Targets: []string{"db1"}},
 		&bstUser{Name: "paramiko", Targets: []string{"127.0.0.0/8:*"}})
+	users = append(users, &bstUser{Name: "locked-user", Targets: []string{"db1"}}, &bstUser{Name: "reused-code", Targets: []string{"db1"}})
 	m.w = bstNewWorld(t, bstSetup{
 		Users:   users,
 		Process: true,
@@ -178,6 +179,38 @@ func TestAttackMatrix(t *testing.T) {
 			t.Fatalf("paramiko: %v\n%s", err, out)
 		}
 		m.w.waitRecord(map[string]any{"type": "auth", "user": "paramiko", "method": "totp", "result": "success"})
+	})
+	t.Run("lockout: a user locked by wrong codes after their own key is told so, not which factor", func(t *testing.T) {
+		for i := range 3 {
+			bad := fmt.Sprintf("%06d", (mustAtoi(t, m.w.totp("locked-user"))+500000)%1000000)
+			if r := m.w.ssh(bad, "-b", fmt.Sprintf("127.0.0.%d", 40+i), "-T", "locked-user@bastion"); r.Err == nil {
+				t.Fatalf("a wrong code logged in:\n%s", r.Out)
+			}
+		}
+		m.w.waitRecord(map[string]any{"type": "auth", "method": "lock", "user": "locked-user"})
+		r := m.w.ssh(m.w.totp("locked-user"), "-b", "127.0.0.43", "-T", "locked-user@bastion")
+		if r.Err == nil || strings.Contains(r.Out, "1) db1") || !strings.Contains(r.Out, "This account is locked") || strings.Contains(r.Out, "code") {
+			t.Fatalf("locked user: %v\n%s", r.Err, r.Out)
+		}
+	})
+	t.Run("a replayed code is said to be used: wait for the next code", func(t *testing.T) {
+		code := m.w.totp("reused-code")
+		if r := m.w.ssh(code, "-b", "127.0.0.44", "-T", "reused-code@bastion"); r.Err != nil {
+			t.Fatalf("first login: %v\n%s", r.Err, r.Out)
+		}
+		r := m.w.ssh(code, "-b", "127.0.0.44", "-T", "reused-code@bastion")
+		if r.Err == nil || strings.Contains(r.Out, "1) db1") || !strings.Contains(r.Out, "wait for the next code") {
+			t.Fatalf("replayed code: %v\n%s", r.Err, r.Out)
+		}
+		m.w.waitRecord(map[string]any{"type": "auth", "user": "reused-code", "method": "totp", "reason": "mfa: code already used"})
+	})
+	t.Run("user disable: a disabled user is refused without a restart", func(t *testing.T) {
+		bin := testenv.BuildCommand(t, "bastion")
+		m.w.enrolled("disabled-user", m.w.bastionCLI(bin, "user", "add", "disabled-user", "--key", m.w.KeyPath+".pub", "--totp", "--target", "db1", "--no-qr"))
+		m.w.bastionCLI(bin, "user", "disable", "disabled-user")
+		m.w.eventually("disabled", func() string { return "nonsense" }, func(r sshResult) bool {
+			return r.Err != nil && len(m.w.find(map[string]any{"user": "disabled-user", "method": "publickey", "reason": "user disabled"})) > 0
+		}, "disabled-user", "-b", "127.0.0.45")
 	})
 	// More rows for later items go above this line, as t.Run blocks or
 	// attackRows entries.

@@ -51,11 +51,11 @@ func (w *bstWorld) enrolled(name, out string) []string {
 
 // eventually retries login until ok says it did what the running server
 // should do once it has picked up a change (it polls every 2 s).
-func (w *bstWorld) eventually(what string, answer func() string, ok func(sshResult) bool, user string) sshResult {
+func (w *bstWorld) eventually(what string, answer func() string, ok func(sshResult) bool, user string, sshArgs ...string) sshResult {
 	w.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		r := w.ssh(answer(), "-T", user+"@bastion")
+		r := w.ssh(answer(), append(sshArgs, "-T", user+"@bastion")...)
 		if ok(r) {
 			return r
 		}
