@@ -439,7 +439,11 @@ func encodeBytes(u wire.Update) []byte {
 }
 
 // deltaLocked folds the log entries after have into net additions and
-// removals.
+// removals: the published entries at have minus remove, plus add, are
+// the published entries now (the meaning of a delta, see the wire
+// package). No prefix is in both lists, and since published entries never
+// overlap, the same change read as addresses (firewall.Delta: removals,
+// then additions) gives the same set.
 func (e *engine) deltaLocked(have uint64) (add, remove []netip.Prefix) {
 	i, _ := slices.BinarySearchFunc(e.entries, have+1, func(l logEntry, v uint64) int {
 		switch {
