@@ -192,6 +192,12 @@ func (s *Server) recordTo(sess glssh.Session, st *connState, user, name string) 
 		sess.Exit(1)
 		return
 	}
+	if err := s.policy().notSelf(sess.Context(), t); err != nil {
+		s.refusal(st, "target", err.Error(), map[string]any{"target": t.Name})
+		fmt.Fprintf(sess.Stderr(), "bastion: %s is this bastion\r\n", t.Name)
+		sess.Exit(1)
+		return
+	}
 	if !t.Allows(ModeRecord) {
 		s.refusal(st, "target", fmt.Sprintf("target %s is jump-only", name), map[string]any{"target": name})
 		fmt.Fprintf(sess.Stderr(), "bastion: %s is jump-only: ssh -J %s@<bastion> %s\r\n", name, user, name)

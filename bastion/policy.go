@@ -413,6 +413,24 @@ func (p *Policy) finish(ctx context.Context, rt Route, byRule bool) (Route, erro
 	return rt, nil
 }
 
+// notSelf refuses a named target that is the bastion itself (a recorded
+// session there would be a second login hiding the real destination).
+func (p *Policy) notSelf(ctx context.Context, t *Target) error {
+	addrs, err := p.lookup(ctx, t.dest.Host)
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		if self, err := p.self.Is(netip.AddrPortFrom(a, t.dest.Port)); self {
+			if err != nil {
+				return fmt.Errorf("%w: target %s may be this bastion: %v", ErrNotAllowed, t.Name, err)
+			}
+			return fmt.Errorf("%w: target %s (%s) is this bastion", ErrNotAllowed, t.Name, t.Addr)
+		}
+	}
+	return nil
+}
+
 // lookup returns the canonical addresses of h: h's own, or the DNS
 // answer for a name.
 func (p *Policy) lookup(ctx context.Context, h dest.Host) ([]netip.Addr, error) {
