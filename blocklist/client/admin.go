@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"time"
 
 	"github.com/rampart-sec/rampart/blocklist/internal/adminapi"
 )
@@ -60,4 +63,64 @@ type FleetHost = adminapi.FleetHost
 func (c *Client) Fleet(ctx context.Context) ([]FleetHost, error) {
 	var out []FleetHost
 	return out, c.getJSON(ctx, adminapi.PathFleet, &out)
+}
+
+// ImportOptions say how blocklistd reads and applies an import.
+type ImportOptions struct {
+	// Name names the input in refused lines (a file name, "-").
+	Name string
+	// Format: "list", "csv" (prefix,ttl,reason) or "" to let the server
+	// tell from the first entry.
+	Format string
+	// TTL and Reason apply to entries without their own; TTL 0 means the
+	// server's manual_ttl.
+	TTL    time.Duration
+	Reason string
+	// SkipInvalid imports the valid entries when some are refused;
+	// otherwise nothing is imported.
+	SkipInvalid bool
+	// Force bans entries covering the fleet's own hosts too.
+	Force bool
+}
+
+// ImportResult is what an import did; Rejected holds the first refused
+// lines as "NAME:LINE: why: text".
+type ImportResult = adminapi.ImportResult
+
+// Import sends a list file or CSV of bans; blocklistd applies them in one
+// durable commit and publishes them as one change.
+func (c *Client) Import(ctx context.Context, body io.Reader, o ImportOptions) (ImportResult, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"name": o.Name, "format": o.Format, "reason": o.Reason} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if o.TTL > 0 {
+		q.Set("ttl", o.TTL.String())
+	}
+	if o.SkipInvalid {
+		q.Set("skip_invalid", "1")
+	}
+	if o.Force {
+		q.Set("force", "1")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint(adminapi.PathImport)+"?"+q.Encode(), body)
+	if err != nil {
+		return ImportResult{}, err
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return ImportResult{}, fmt.Errorf("blocklistd import: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ImportResult{}, statusError(resp)
+	}
+	var out ImportResult
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return ImportResult{}, fmt.Errorf("blocklistd import: %w", err)
+	}
+	return out, nil
 }

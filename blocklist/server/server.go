@@ -333,6 +333,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+wire.PathList, s.auth(RoleAdmin, s.handleList))
 	mux.Handle("GET "+adminapi.PathFeeds, s.auth(RoleAdmin, s.handleFeeds))
 	mux.Handle("POST "+adminapi.PathFeedFetch, s.auth(RoleAdmin, s.handleFeedFetch))
+	mux.Handle("POST "+adminapi.PathImport, s.auth(RoleAdmin, s.handleImport))
 	mux.Handle("GET "+adminapi.PathFleet, s.auth(RoleAdmin, func(w http.ResponseWriter, r *http.Request, c caller) {
 		writeJSON(w, http.StatusOK, s.fleet.list())
 	}))

@@ -6,6 +6,7 @@
 //	blocklistd unban PREFIX
 //	blocklistd allow PREFIX [--reason T] [--remove]
 //	blocklistd list [--json]
+//	blocklistd import FILE|- [--ttl D] [--reason T] [--skip-invalid] [--force]
 //	blocklistd feed status | fetch NAME | accept NAME
 //	blocklistd dev-certs --out DIR [--host H]...
 //
@@ -28,6 +29,7 @@ commands:
   unban      unban PREFIX                        (admin API)
   allow      allow PREFIX [--reason T] [--remove] (admin API)
   list       list decisions and the allowlist [--json] (admin API)
+  import     import FILE|- [--ttl D] [--reason T] [--skip-invalid]: bulk bans, one commit (admin API)
   feed       feed status | feed fetch NAME | feed accept NAME (admin API)
   dev-certs  write a throwaway CA and certificates for a demo or a test
 
@@ -44,6 +46,7 @@ func main() {
 		"allow":     cmdAllow,
 		"list":      cmdList,
 		"feed":      cmdFeed,
+		"import":    cmdImport,
 		"dev-certs": cmdDevCerts,
 	}, os.Args[1:], os.Stderr))
 }
