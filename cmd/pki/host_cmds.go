@@ -100,8 +100,8 @@ func cmdBootstrap(ctx context.Context, args []string) error {
 
 func cmdRenew(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pki renew", flag.ContinueOnError)
-	cli.Describe(fs, "pki renew --dir DIR [--daemon] [--exec CMD] [--force] [flags]",
-		"Renew the certificate in DIR over mTLS when due (or keep it renewed with --daemon), then run the reload hook.")
+	cli.Describe(fs, "pki renew --dir DIR [--daemon] [--exec CMD] [--force] [flags]\n       pki renew --ssh-host-key KEY [--dir DIR | --ca-url URL --root FILE] [--daemon] [--exec CMD] [--force]",
+		"Renew the certificate in DIR over mTLS when due (or keep it renewed with --daemon), then run the reload hook.\nWith --ssh-host-key, renew that key's SSH host certificate the same way (the CA's SSHPOP provisioner).")
 	dir := fs.String("dir", "", "certificate directory written by pki bootstrap")
 	caURL := fs.String("ca-url", "", "CA URL (default: DIR/ca.url)")
 	daemon := fs.Bool("daemon", false, "keep running and renew at ~2/3 of every lifetime")
@@ -112,12 +112,19 @@ func cmdRenew(ctx context.Context, args []string) error {
 	textfile := fs.String("textfile", "", "write expiry metrics here (node_exporter textfile collector)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this address (daemon)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	sshKey := fs.String("ssh-host-key", "", "renew this host key's SSH host certificate instead (SSHPOP, like step ssh renew); CA URL and root from --dir or --ca-url/--root")
+	sshCert := fs.String("ssh-host-cert", "", "the SSH host certificate (default: --ssh-host-key + -cert.pub)")
+	rootFile := fs.String("root", "", "CA root (default: DIR/root.pem); with --ssh-host-key")
 	files := fileFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
+	if *sshKey != "" {
+		return renewSSHHost(ctx, sshHostFlags{key: *sshKey, cert: *sshCert, dir: *dir, caURL: *caURL, root: *rootFile,
+			daemon: *daemon, force: *force, hook: *execCmd, hookTimeout: *hookTimeout, level: *level})
+	}
 	if *dir == "" {
-		return errors.New("usage: pki renew --dir DIR [--daemon] [--exec CMD]")
+		return errors.New("usage: pki renew --dir DIR [--daemon] [--exec CMD], or pki renew --ssh-host-key KEY [--dir DIR | --ca-url URL --root FILE]")
 	}
 	logger, err := newLogger(os.Stderr, *level, false)
 	if err != nil {

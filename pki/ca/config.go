@@ -101,6 +101,9 @@ type Config struct {
 	// default.
 	ACME ACMEConfig `yaml:"acme"`
 
+	// SSHPOP lets hosts renew SSH host certificates (see [SSHPOPConfig]).
+	SSHPOP SSHPOPConfig `yaml:"sshpop"`
+
 	// Roles are the role names tokens may carry (urn:rampart:role:<role>).
 	Roles []string `yaml:"roles"`
 

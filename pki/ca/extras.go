@@ -11,5 +11,6 @@ func (c *Config) setExtraDefaults() error {
 	if err := c.ACME.setDefaults(time.Duration(c.Leaf.Default)); err != nil {
 		return err
 	}
+	c.SSHPOP.setDefaults(c.SSH.Enabled)
 	return nil
 }

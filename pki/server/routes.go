@@ -18,6 +18,7 @@ import (
 func applyExtras(c *ca.Config, sc *stepconfig.Config) error {
 	applyCRL(c, sc)
 	applyACME(c, sc)
+	applySSHPOP(c, sc)
 	return nil
 }
 
@@ -54,6 +55,15 @@ func (s *Server) routeExtras(api http.Handler) http.Handler {
 			h = s.acme.ServeHTTP
 		case s.acme != nil && strings.HasPrefix(r.URL.Path, "/acme/"):
 			h, route = s.acme.ServeHTTP, acmeRoute(r.URL.Path)
+		}
+		if h == nil && r.Method == http.MethodPost && (r.URL.Path == "/ssh/renew" || r.URL.Path == "/1.0/ssh/renew") {
+			if err := s.precheckSSHRenew(r); err != nil {
+				h = func(w http.ResponseWriter, r *http.Request) {
+					s.logger.Warn("pki: request refused", "route", "/ssh/renew", "status", http.StatusForbidden, "remote", r.RemoteAddr, "reason", err.Error())
+					writeJSONError(w, http.StatusForbidden, err.Error())
+				}
+				route = "/ssh/renew"
+			}
 		}
 		if h == nil {
 			api.ServeHTTP(w, r)
