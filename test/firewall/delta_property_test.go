@@ -68,14 +68,14 @@ func genDeltaSteps(seed uint64, n int) []deltaStep {
 // its set back without it.
 type deltaBackend struct {
 	name string
-	new  func(run int) (fresh func() firewall.Backend, read func() (*netipx.IPSet, error))
+	new  func(t testing.TB, run int) (fresh func() firewall.Backend, read func() (*netipx.IPSet, error))
 }
 
 // runDeltaSteps replays steps from an empty set and returns the number of
 // the first step after which the backend differs from the reference, or 0.
 func runDeltaSteps(t testing.TB, be deltaBackend, run int, steps []deltaStep, log *[]string) int {
 	ctx := context.Background()
-	fresh, read := be.new(run)
+	fresh, read := be.new(t, run)
 	b := fresh()
 	want := &netipx.IPSet{}
 	if err := b.Replace(ctx, want); err != nil {
@@ -139,7 +139,7 @@ func checkDeltaProperty(t *testing.T, be deltaBackend, seeds, steps int) {
 func nftDeltaBackend(t testing.TB) deltaBackend {
 	testenv.Binary(t, "nft")
 	h := testenv.NewHost(t)
-	return deltaBackend{name: "nftables", new: func(run int) (func() firewall.Backend, func() (*netipx.IPSet, error)) {
+	return deltaBackend{name: "nftables", new: func(t testing.TB, run int) (func() firewall.Backend, func() (*netipx.IPSet, error)) {
 		table := fmt.Sprintf("delta%d", run)
 		fresh := func() firewall.Backend {
 			b, err := nftables.New(nftables.Options{NetNS: h.Path(), Table: table})
@@ -155,7 +155,7 @@ func nftDeltaBackend(t testing.TB) deltaBackend {
 
 func pfDeltaBackend(t testing.TB) deltaBackend {
 	fake := fakePfctl(t)
-	return deltaBackend{name: "pf", new: func(run int) (func() firewall.Backend, func() (*netipx.IPSet, error)) {
+	return deltaBackend{name: "pf", new: func(t testing.TB, run int) (func() firewall.Backend, func() (*netipx.IPSet, error)) {
 		dir := t.TempDir()
 		if err := os.MkdirAll(filepath.Join(dir, "tables"), 0o755); err != nil {
 			t.Fatal(err)
