@@ -194,7 +194,13 @@ func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change,
 		// One round trip for the whole batch: a feed of a million entries
 		// arrives in batches of thousands.
 		var b pgx.Batch
-		for _, m := range muts {
+		units := splitRuns(muts)
+		for _, u := range units {
+			if len(u) > 1 {
+				queueDecisionRun(&b, u)
+				continue
+			}
+			m := u[0]
 			switch m.Op {
 			case store.PutDecision:
 				d := m.Decision
@@ -224,7 +230,16 @@ func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change,
 			}
 		}
 		br := tx.SendBatch(ctx, &b)
-		for _, m := range muts {
+		for _, u := range units {
+			if len(u) > 1 {
+				if _, err := br.Exec(); err != nil {
+					br.Close()
+					return err
+				}
+				ch.Mutations = append(ch.Mutations, u...)
+				continue
+			}
+			m := u[0]
 			switch m.Op {
 			case store.DeleteDecision:
 				rows, err := br.Query()
@@ -453,4 +468,63 @@ func (s *Store) FleetHosts(ctx context.Context, since time.Time) ([]store.FleetH
 		return nil, fmt.Errorf("pgstore: fleet hosts: %w", err)
 	}
 	return out, nil
+}
+
+// minRun is the shortest run of decision puts written as one statement.
+const minRun = 32
+
+// splitRuns cuts muts into units: a run of at least minRun consecutive
+// PutDecision mutations is one unit (one INSERT over arrays: a bulk import
+// of 100,000 bans is one statement, not 100,000), anything else a unit of
+// one.
+func splitRuns(muts []store.Mutation) [][]store.Mutation {
+	var out [][]store.Mutation
+	for i := 0; i < len(muts); {
+		j := i
+		for j < len(muts) && muts[j].Op == store.PutDecision {
+			j++
+		}
+		if j-i >= minRun {
+			out = append(out, muts[i:j])
+			i = j
+			continue
+		}
+		out = append(out, muts[i:i+1])
+		i++
+	}
+	return out
+}
+
+// queueDecisionRun queues one upsert of every decision in run; of several
+// for one key, the last wins (one statement may not update a row twice).
+func queueDecisionRun(b *pgx.Batch, run []store.Mutation) {
+	last := make(map[string]int, len(run))
+	for i, m := range run {
+		last[m.Decision.Key()] = i
+	}
+	n := len(last)
+	prefixes, sources, actions, reasons := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+	created, expires := make([]time.Time, 0, n), make([]*time.Time, 0, n)
+	for i, m := range run {
+		d := m.Decision
+		if last[d.Key()] != i {
+			continue
+		}
+		prefixes = append(prefixes, d.Prefix.String())
+		sources = append(sources, d.Source)
+		actions = append(actions, d.Action)
+		reasons = append(reasons, d.Reason)
+		created = append(created, d.Created)
+		if d.Expires.IsZero() {
+			expires = append(expires, nil)
+		} else {
+			e := d.Expires
+			expires = append(expires, &e)
+		}
+	}
+	b.Queue(`INSERT INTO blocklist_decisions (prefix, source, action, reason, created, expires)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+		ON CONFLICT (prefix, source) DO UPDATE SET
+		action = EXCLUDED.action, reason = EXCLUDED.reason, created = EXCLUDED.created, expires = EXCLUDED.expires`,
+		prefixes, sources, actions, reasons, created, expires)
 }

@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MixedBatchInOrder", testMixedBatch},
 		{"LargeBatch", testLargeBatch},
 		{"FleetHosts", testFleetHosts},
+		{"DecisionRunWithDuplicatesAndExpiry", testDecisionRun},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -375,5 +376,43 @@ func testFleetHosts(t *testing.T, s store.Store) {
 	}
 	if hs, _ := fs.FleetHosts(ctx, t0.Add(-24*time.Hour)); len(hs) != 1 {
 		t.Fatalf("a forgotten host came back: %+v", hs)
+	}
+}
+
+// A long run of decision puts (which a store may write as one statement)
+// keeps every field, and of two puts of one key the last wins.
+func testDecisionRun(t *testing.T, s store.Store) {
+	var muts []store.Mutation
+	for i := range 300 {
+		exp := time.Time{}
+		if i%3 == 0 {
+			exp = t0.Add(time.Duration(i) * time.Minute)
+		}
+		muts = append(muts, ban(fmt.Sprintf("192.0.%d.%d/32", i/256, i%256), "manual", exp))
+	}
+	again := ban("192.0.0.7/32", "manual", t0.Add(time.Hour))
+	again.Decision.Reason = "second"
+	muts = append(muts, again, del("192.0.0.8/32", "manual"))
+	mustApply(t, s, muts...)
+	st, err := s.Load(context.Background())
+	if err != nil || len(st.Decisions) != 299 {
+		t.Fatalf("loaded %d decisions, %v", len(st.Decisions), err)
+	}
+	for _, d := range st.Decisions {
+		a := d.Prefix.Addr().As4()
+		n := int(a[2])*256 + int(a[3])
+		want := time.Time{}
+		if n%3 == 0 {
+			want = t0.Add(time.Duration(n) * time.Minute)
+		}
+		if n == 7 {
+			if d.Reason != "second" || !d.Expires.Equal(t0.Add(time.Hour)) {
+				t.Fatalf("the last put of %s did not win: %+v", d.Prefix, d)
+			}
+			continue
+		}
+		if !d.Expires.Equal(want) || !d.Created.Equal(t0) || d.Reason != "test manual" || d.Action != store.ActionBan {
+			t.Fatalf("%s loaded as %+v, want expiry %v", d.Prefix, d, want)
+		}
 	}
 }
