@@ -73,3 +73,51 @@ func TestRecoveryCodesEachUsableOnce(t *testing.T) {
 		t.Fatal("a code survived Remove")
 	}
 }
+
+// FuzzRecoveryAnswer: whatever is typed at the prompt, the recovery-code
+// check does not panic, accepts only one of the issued codes (in any case
+// and spacing) and accepts each once.
+func FuzzRecoveryAnswer(f *testing.F) {
+	f.Add("abcd-efgh-ijkl-mnop")
+	f.Add("ABCD EFGH IJKL MNOP")
+	f.Add("123456")
+	f.Add("\x00\xff-----")
+	s, err := mfa.NewTOTPStore(f.TempDir(), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	codes, err := s.IssueRecoveryCodes("fuzz", 3)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, c := range codes {
+		f.Add(c)
+	}
+	issued := map[string]bool{}
+	for _, c := range codes {
+		issued[strings.ReplaceAll(c, "-", "")] = true
+	}
+	f.Fuzz(func(t *testing.T, answer string) {
+		if mfa.IsRecoveryCode(answer) && len(answer) > mfa.MaxAnswer {
+			t.Fatalf("an answer of %d bytes passes as a recovery code", len(answer))
+		}
+		_, err := s.UseRecoveryCode("fuzz", answer)
+		if err != nil {
+			return
+		}
+		norm := strings.NewReplacer("-", "", " ", "").Replace(strings.ToLower(answer))
+		if !issued[norm] {
+			t.Fatalf("%q accepted but is none of the issued codes", answer)
+		}
+		delete(issued, norm)
+		// Issued again so the next inputs still have codes to find.
+		fresh, err := s.IssueRecoveryCodes("fuzz", 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		issued = map[string]bool{}
+		for _, c := range fresh {
+			issued[strings.ReplaceAll(c, "-", "")] = true
+		}
+	})
+}

@@ -3,7 +3,9 @@ package bastion_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -35,8 +37,11 @@ func (w *bstWorld) wrongKeyFrom(src, user, keyPath string) string {
 // lock the user; a locked user or source is told so; every lock is
 // audited.
 func TestLockoutStrangersCannotTrigger(t *testing.T) {
+	metrics := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	w := bstNewWorld(t, bstSetup{
-		Users: []*bstUser{{Name: "alice"}, {Name: "bob"}, {Name: "carol"}},
+		Users:   []*bstUser{{Name: "alice"}, {Name: "bob"}, {Name: "carol"}},
+		Process: true,
+		Extra:   "metrics_listen: " + metrics + "\n",
 		BruteForce: `brute_force:
   source_threshold: 3
   user_threshold: 3
@@ -106,5 +111,33 @@ func TestLockoutStrangersCannotTrigger(t *testing.T) {
 			t.Fatalf("carol from another address: %v\n%s", r.Err, r.Out)
 		}
 	})
+
+	t.Run("every lock is a metric", func(t *testing.T) {
+		testenv.WaitTCP(t, "bastion metrics", metrics, 10*time.Second)
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, want := range []string{
+			`rampart_bastion_lockout_events_total{event="lock",kind="source"} 1`,
+			`rampart_bastion_lockout_events_total{event="lock",kind="user"} 1`,
+		} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("metrics lack %s:\n%s", want, grepLines(string(body), "lockout"))
+			}
+		}
+	})
 	w.verifyAudit()
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
