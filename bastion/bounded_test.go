@@ -153,3 +153,34 @@ func TestLongAnswer(t *testing.T) {
 	}
 	auditLinesBounded(t, w)
 }
+
+// TestRefusalsAuditedPerConnectionBounded: 200 refused channel opens and
+// 200 refused global requests on one connection write 64 audit records,
+// the last saying that the rest are counted in metrics only.
+func TestRefusalsAuditedPerConnectionBounded(t *testing.T) {
+	w := newWorld(t, "")
+	c, err := w.dial(t, "u3", w.user, currentCode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 200 {
+		if _, _, err := c.OpenChannel("x11", nil); err == nil {
+			t.Fatal("x11 channel opened")
+		}
+		if ok, _, _ := c.SendRequest("tcpip-forward", true, gossh.Marshal(struct {
+			Addr string
+			Port uint32
+		}{"127.0.0.1", 0})); ok {
+			t.Fatal("tcpip-forward accepted")
+		}
+	}
+	a := w.audit(t)
+	if n := strings.Count(a, `"type":"refusal","user":"u3"`); n != 64 {
+		t.Errorf("%d refusal records, want 64", n)
+	}
+	if !strings.Contains(a, "refusal 64 on this connection: later ones are counted in rampart_bastion_refusals_total only") {
+		t.Errorf("the last audited refusal does not say so")
+	}
+	auditLinesBounded(t, w)
+}

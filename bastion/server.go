@@ -89,6 +89,7 @@ type connState struct {
 
 	channels        int // open session and direct-tcpip channels
 	channelsRefused int // past max_channels
+	refusals        int // refusal records of this connection (maxAuditedRefusals)
 }
 
 func (st *connState) authenticated() (user string, ok bool) {
@@ -226,11 +227,25 @@ func (s *Server) audit(rec audit.Record) error {
 	return nil
 }
 
+// maxAuditedRefusals bounds the refusal records one connection writes: a
+// logged-in client can send requests the bastion refuses (X11 channels,
+// tcpip-forward) as fast as it likes, and each would be an audit line.
+// Past it refusals are counted in rampart_bastion_refusals_total only.
+const maxAuditedRefusals = 64
+
 func (s *Server) refusal(st *connState, kind, reason string, extra map[string]any) {
 	st.mu.Lock()
 	user, src := st.user, st.source
+	st.refusals++
+	n := st.refusals
 	st.mu.Unlock()
 	s.m.refusals.WithLabelValues(kind).Inc()
+	if n > maxAuditedRefusals {
+		return
+	}
+	if n == maxAuditedRefusals {
+		reason += fmt.Sprintf(" (refusal %d on this connection: later ones are counted in rampart_bastion_refusals_total only)", n)
+	}
 	s.log.Info("bastion: refused", "user", user, "source", src, "kind", kind, "reason", audit.Truncate(reason, 512))
 	rec := audit.Record{Type: audit.TypeRefusal, User: user, Source: addrString(src), Method: kind, Result: audit.ResultFailure, Reason: reason}
 	if t, ok := extra["target"].(string); ok {
