@@ -534,7 +534,7 @@ func TestPropertyDeltaPF(t *testing.T) {
 // TestPropertyDeltaMemory needs no kernel and no root: blocklistd and the
 // agent against the in-memory backend, so `make unit` covers it too.
 func TestPropertyDeltaMemory(t *testing.T) {
-	seeds := 10
+	seeds := 5
 	if testing.Short() {
 		seeds = 3
 	}

@@ -184,7 +184,7 @@ func pfDeltaBackend(t testing.TB) deltaBackend {
 }
 
 func TestDeltaPropertyNftables(t *testing.T) {
-	checkDeltaProperty(t, nftDeltaBackend(t), 6, 400)
+	checkDeltaProperty(t, nftDeltaBackend(t), 4, 400)
 }
 
 func TestDeltaPropertyPF(t *testing.T) {
