@@ -347,6 +347,12 @@ func attackRows(m *attackWorld, dbPort string) []attackRow {
 			attack: forwardFlood,
 			audit:  map[string]any{"type": "refusal", "method": "channel-limit"},
 		},
+		attackRow{
+			name:   "200 refused X11 channels and tcpip-forward requests on one connection",
+			user:   bstUser{Name: "reqflood", Targets: []string{"db1"}},
+			attack: requestFlood,
+			audit:  map[string]any{"type": "refusal", "reason": containsMatcher("refusal 64 on this connection")},
+		},
 
 		// Cases that held before this suite; kept as regressions.
 		attackRow{
@@ -638,6 +644,28 @@ func sessionFlood(t *testing.T, m *attackWorld, r *attackRow) (string, error) {
 		t.Errorf("%d audit records for one flood, want 1", n)
 	}
 	return fmt.Sprintf("%d opened, %d refused", opened, refused), errors.New("refused past max_channels")
+}
+
+// requestFlood sends 200 x11 channel opens and 200 tcpip-forward
+// requests on one connection: all refused, 64 audited.
+func requestFlood(t *testing.T, m *attackWorld, r *attackRow) (string, error) {
+	c := m.dialGo(t, r)
+	defer c.Close()
+	for range 200 {
+		if _, _, err := c.OpenChannel("x11", nil); err == nil {
+			t.Fatal("an x11 channel opened")
+		}
+		if ok, _, _ := c.SendRequest("tcpip-forward", true, gossh.Marshal(struct {
+			Addr string
+			Port uint32
+		}{"127.0.0.1", 0})); ok {
+			t.Fatal("tcpip-forward accepted")
+		}
+	}
+	if n := len(m.w.find(map[string]any{"type": "refusal", "user": r.user.Name})); n != 64 {
+		t.Errorf("%d refusal records for 400 refusals, want 64", n)
+	}
+	return "400 requests refused", errors.New("refused")
 }
 
 // greetAndHold is a TCP service that says hello and keeps the connection
