@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,7 +36,10 @@ type acmeRig struct {
 
 const acmeNames = "ca.acme.test web.acme.test caddy.acme.test renew.acme.test eab.acme.test outside.example"
 
-func newACMERig(t *testing.T, edit func(string) string) *acmeRig {
+// newACMERig starts the CA; dsn "" is bbolt, otherwise the CA's
+// PostgreSQL (reached through its unix socket: the namespace has its own
+// loopback).
+func newACMERig(t *testing.T, dsn string, edit func(string) string) *acmeRig {
 	t.Helper()
 	testenv.RequireRoot(t)
 	h := testenv.NewHost(t)
@@ -54,7 +58,11 @@ func newACMERig(t *testing.T, edit func(string) string) *acmeRig {
 	}
 	r := &acmeRig{host: h, bin: pkiBinary(t), dir: t.TempDir()}
 	r.cfg = filepath.Join(r.dir, "pki.yaml")
-	out := run(t, nil, r.bin, "init", "--dir", r.dir, "--listen", "127.0.0.1:9443", "--dns", "ca.acme.test")
+	initArgs := []string{"init", "--dir", r.dir, "--listen", "127.0.0.1:9443", "--dns", "ca.acme.test"}
+	if dsn != "" {
+		initArgs = append(initArgs, "--store-dsn", dsn)
+	}
+	out := run(t, nil, r.bin, initArgs...)
 	m := regexp.MustCompile(`root fingerprint: ([0-9a-f]+)`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("pki init: %q", out)
@@ -156,7 +164,7 @@ func (r *acmeRig) wantLeaf(t *testing.T, chainPEM []byte, name string, life time
 // and pki list names it with the acme provisioner.
 func TestACMECertbot(t *testing.T) {
 	certbot := testenv.Binary(t, "certbot")
-	r := newACMERig(t, nil)
+	r := newACMERig(t, "", nil)
 	work := t.TempDir()
 	env := []string{"REQUESTS_CA_BUNDLE=" + r.root}
 	args := func(extra ...string) []string {
@@ -217,7 +225,7 @@ func TestACMECertbot(t *testing.T) {
 // and serves it; curl, trusting only the CA's root, gets the page.
 func TestACMECaddy(t *testing.T) {
 	caddy := testenv.Binary(t, "caddy")
-	r := newACMERig(t, func(y string) string {
+	r := newACMERig(t, "", func(y string) string {
 		return strings.Replace(y, "    challenges:\n        - http-01\n        - tls-alpn-01\n        - dns-01\n", "    challenges: [tls-alpn-01]\n", 1)
 	})
 	if !strings.Contains(readFile(t, r.cfg), "challenges: [tls-alpn-01]") {
@@ -269,7 +277,8 @@ caddy.acme.test {
 	}
 }
 
-// TestACMERenewDNS01: Rampart's own acme-renew, with the internal CA as
+// TestACMERenewDNS01 (the CA on PostgreSQL: step's ACME tables through
+// pki's driver): Rampart's own acme-renew, with the internal CA as
 // its directory (ca_bundle = the CA's root), obtains a certificate by
 // dns-01: lego's exec provider sets the TXT record in a
 // pebble-challtestsrv that is the namespace's DNS server, and pki serve
@@ -278,7 +287,16 @@ caddy.acme.test {
 // acme-renew check is happy.
 func TestACMERenewDNS01(t *testing.T) {
 	challtestsrv := testenv.Binary(t, "pebble-challtestsrv")
-	r := newACMERig(t, nil)
+	pg := testenv.StartPostgres(t)
+	u, err := url.Parse(pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sockDSN := fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%s&sslmode=disable", pg.Dir, u.Port())
+	r := newACMERig(t, sockDSN, nil)
+	if !strings.Contains(readFile(t, r.cfg), "type: postgresql") {
+		t.Fatalf("pki init --store-dsn did not configure PostgreSQL:\n%s", readFile(t, r.cfg))
+	}
 	work := t.TempDir()
 	dns := r.host.Command(challtestsrv, "-dnsserver", "127.0.0.1:53", "-management", "127.0.0.1:8055",
 		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "")
@@ -352,7 +370,7 @@ certificates:
 // certificate; the same key cannot open a second account.
 func TestACMECertbotEAB(t *testing.T) {
 	certbot := testenv.Binary(t, "certbot")
-	r := newACMERig(t, func(y string) string { return strings.Replace(y, "require_eab: false", "require_eab: true", 1) })
+	r := newACMERig(t, "", func(y string) string { return strings.Replace(y, "require_eab: false", "require_eab: true", 1) })
 	env := []string{"REQUESTS_CA_BUNDLE=" + r.root}
 	certonly := func(work string, extra ...string) (string, error) {
 		return r.run(t, env, certbot, append([]string{"certonly", "--standalone", "--non-interactive", "--agree-tos",
