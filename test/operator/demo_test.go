@@ -239,6 +239,22 @@ func TestDemoAsPrinted(t *testing.T) {
 			t.Logf("ok: %s", c)
 		}
 	}
+	envOf := func(k string) string {
+		for _, e := range env {
+			if v, ok := strings.CutPrefix(e, k+"="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	t.Run("monitoring metrics exposed", func(t *testing.T) {
+		var urls []string
+		for _, p := range []string{"PKI_METRICS_PORT", "PKI_RENEW_METRICS_PORT", "BLOCKLISTD_METRICS_PORT", "AGENT_METRICS_PORT", "BASTION_METRICS_PORT"} {
+			urls = append(urls, "http://127.0.0.1:"+envOf(p)+"/metrics")
+		}
+		demoDir := envOf("DEMO_DIR")
+		checkExposed(t, urls, []string{filepath.Join(demoDir, "pki-blocklistd.prom"), filepath.Join(demoDir, "acme", "acme.prom")})
+	})
 	pids := startedPIDs(out)
 	if len(pids) < 6 {
 		t.Fatalf("the demo names %d started processes; want every piece:\n%s", len(pids), out)
@@ -258,12 +274,7 @@ func TestDemoAsPrinted(t *testing.T) {
 			t.Errorf("pid %d started by the demo is still alive after Ctrl-C", pid)
 		}
 	}
-	ns := ""
-	for _, e := range env {
-		if v, ok := strings.CutPrefix(e, "DEMO_NETNS="); ok {
-			ns = v
-		}
-	}
+	ns := envOf("DEMO_NETNS")
 	if list, _ := exec.Command("ip", "netns", "list").Output(); regexp.MustCompile(`(?m)^` + ns + `\b`).Match(list) {
 		exec.Command("ip", "netns", "del", ns).Run()
 		t.Errorf("namespace %s left after Ctrl-C", ns)
