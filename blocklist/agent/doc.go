@@ -10,7 +10,9 @@
 // long-polls blocklistd with the version it holds. A full snapshot becomes
 // one atomic [firewall.Backend.Replace]; a delta becomes one
 // [firewall.Backend.Apply] (and a full Replace if the backend refuses the
-// delta). Every set passes through the [firewall.Policy] first, so the
+// delta). Removals go first and additions after, and every entry still
+// held that overlaps a removed one is added again, so a delta leaves the
+// firewall exactly as a full Replace of the new entries would. Every set passes through the [firewall.Policy] first, so the
 // allowlist, the host's own addresses and blocklistd's own address are
 // never blocked whatever the server says.
 //
