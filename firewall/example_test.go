@@ -35,3 +35,20 @@ func ExamplePolicy_Build() {
 	// {Input:4 Refused:1 Allowlisted:2 Addresses:1 Prefixes:7 Ranges:2}
 	// true false
 }
+
+// A delta takes its removals out first and puts its additions in after
+// them: lifting a /30 while a banned address inside it stays.
+func ExampleDelta_ApplyTo() {
+	p := netip.MustParsePrefix
+	before, _ := firewall.Delta{Add: []netip.Prefix{p("10.77.0.92/30")}}.ApplyTo(nil)
+	after, err := firewall.Delta{
+		Remove: []netip.Prefix{p("10.77.0.92/30")},
+		Add:    []netip.Prefix{p("10.77.0.94/32")},
+	}.ApplyTo(before)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(after.Prefixes())
+	// Output:
+	// [10.77.0.94/32]
+}

@@ -25,9 +25,9 @@ import (
 )
 
 // Delta is an in-place change to the enforced set of addresses, with one
-// meaning everywhere (every [Backend], the agent, blocklistd's updates):
-// first every address of Remove is taken out, then every address of Add
-// is put in. After Apply(d) a backend that enforced the set E enforces
+// meaning in every [Backend]: first every address of Remove is taken out,
+// then every address of Add is put in (blocklistd's updates, which name
+// entries rather than addresses, keep the same order). After Apply(d) a backend that enforced the set E enforces
 //
 //	(E \ ⋃Remove) ∪ ⋃Add
 //
