@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,22 +63,56 @@ func openPGStore(ctx context.Context, dsn, database string) (*pgStore, error) {
 	return &pgStore{db: db}, nil
 }
 
+// createPGDatabase creates the CA's database, as several replicas started
+// at once on a fresh server all try to. PostgreSQL copies template1 and
+// refuses (SQLSTATE 55006, "source database template1 is being accessed
+// by other users") while any other session is connected to it, so the
+// statement is sent from the "postgres" database (template1 only where
+// that does not exist), and a 55006 caused by another replica is retried
+// with jittered backoff until the database exists (42P04 then says
+// another replica created it), as is a 23505 from two CREATE DATABASE
+// racing to the catalog.
 func createPGDatabase(ctx context.Context, cfg *pgx.ConnConfig) error {
 	name := cfg.Database
 	if name == "" {
 		name = cfg.User
 	}
+	delay := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := createPGDatabaseOnce(ctx, cfg, name)
+		if err == nil || strings.Contains(err.Error(), "SQLSTATE 42P04") {
+			return nil
+		}
+		// 55006: someone is connected to template1. 23505: another
+		// replica's CREATE DATABASE of the same name committed first (on
+		// pg_database_datname_index); the next attempt says 42P04.
+		if !strings.Contains(err.Error(), "SQLSTATE 55006") && !strings.Contains(err.Error(), "SQLSTATE 23505") || attempt == 30 {
+			return fmt.Errorf("create postgresql database %q: %w", name, err)
+		}
+		d := delay/2 + time.Duration(mathrand.Int64N(int64(delay)))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create postgresql database %q: %w (after %v)", name, ctx.Err(), err)
+		case <-time.After(d):
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+func createPGDatabaseOnce(ctx context.Context, cfg *pgx.ConnConfig, name string) error {
 	tmp := cfg.Copy()
-	tmp.Database = "template1"
+	tmp.Database = "postgres"
 	conn, err := pgx.ConnectConfig(ctx, tmp)
+	if err != nil && strings.Contains(err.Error(), "SQLSTATE 3D000") {
+		tmp.Database = "template1"
+		conn, err = pgx.ConnectConfig(ctx, tmp)
+	}
 	if err != nil {
-		return fmt.Errorf("connect to postgresql to create database %q: %w", name, err)
+		return fmt.Errorf("connect to postgresql to create it: %w", err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil && !strings.Contains(err.Error(), "SQLSTATE 42P04") {
-		return fmt.Errorf("create postgresql database %q: %w", name, err)
-	}
-	return nil
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	return err
 }
 
 func table(bucket []byte) string {
@@ -93,7 +129,17 @@ func (s *pgStore) Close() error                          { return s.db.Close() }
 func (s *pgStore) CreateTable(bucket []byte) error {
 	ctx, cancel := pgCtx()
 	defer cancel()
-	_, err := s.db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+table(bucket)+" (nkey BYTEA CHECK (octet_length(nkey) <= 255), nvalue BYTEA, PRIMARY KEY (nkey))")
+	// Two replicas creating the same table at once can both pass "IF NOT
+	// EXISTS" and one then fails on the catalog: 23505 (a unique index),
+	// 42P07 (relation exists) or 42710 (its row type exists). The table
+	// exists either way, which a retry confirms.
+	var err error
+	for range 5 {
+		_, err = s.db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+table(bucket)+" (nkey BYTEA CHECK (octet_length(nkey) <= 255), nvalue BYTEA, PRIMARY KEY (nkey))")
+		if err == nil || !slices.ContainsFunc([]string{"23505", "42P07", "42710"}, func(code string) bool { return strings.Contains(err.Error(), "SQLSTATE "+code) }) {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("create table %s: %w", bucket, err)
 	}
