@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -129,3 +131,26 @@ func (s *Server) serveEAB(w http.ResponseWriter, r *http.Request, adb acme.DB) {
 // step-ca looks EAB keys up by the provisioner's ID field, which it
 // leaves empty unless set.
 func acmeProvisionerID(name string) string { return "acme/" + name }
+
+// acmeAuditMeter is the authority's Meter: the metrics, plus one audit
+// line per certificate signed for an ACME order (those requests bypass
+// the token routes whose answers the audit layer reads).
+type acmeAuditMeter struct {
+	*serverMetrics
+	s *Server
+}
+
+func (m *acmeAuditMeter) X509Signed(chain []*x509.Certificate, p provisioner.Interface, err error) {
+	m.serverMetrics.X509Signed(chain, p, err)
+	if err != nil || len(chain) == 0 || p == nil || p.GetType() != provisioner.TypeACME || m.s.audit == nil {
+		return
+	}
+	c := chain[0]
+	names := slices.Clone(c.DNSNames)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	m.s.audit.Info("pki: issued", "op", "acme-sign", "provisioner", p.GetName(), "subject", c.Subject.CommonName, "names", names,
+		"serial", c.SerialNumber.String(), "not_before", c.NotBefore.UTC(), "not_after", c.NotAfter.UTC(),
+		"lifetime", c.NotAfter.Sub(c.NotBefore).String())
+}

@@ -82,7 +82,7 @@ func New(ctx context.Context, cfg *ca.Config, logger *slog.Logger, reg prometheu
 		authority.WithSSHHostPassword(pw),
 		authority.WithSSHUserPassword(pw),
 		authority.WithQuietInit(),
-		authority.WithMeter(s.m),
+		authority.WithMeter(&acmeAuditMeter{serverMetrics: s.m, s: s}),
 	}
 	var store database.DB
 	switch cfg.Store.Type {

@@ -209,6 +209,12 @@ func TestACMECertbot(t *testing.T) {
 		}
 	}
 
+	// The audit log has one line per ACME issuance.
+	if audit := readFile(t, filepath.Join(r.dir, "audit.log")); strings.Count(audit, `"op":"acme-sign"`) != 2 ||
+		!strings.Contains(audit, `"serial":"`+leaf.SerialNumber.String()+`"`) {
+		t.Errorf("audit log after two ACME issuances:\n%s", audit)
+	}
+
 	// pki list sees what ACME issued.
 	ls, err := r.run(t, nil, r.bin, "list", "--config", r.cfg, "--json", "--name", "web.acme.test")
 	if err != nil {
