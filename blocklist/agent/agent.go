@@ -353,7 +353,7 @@ func (a *Agent) handle(ctx context.Context, u client.Update) error {
 		return nil // the long-poll ended without a change
 	default:
 		next = applyDelta(a.entries, u.Add, u.Remove)
-		if err := a.apply(ctx, next, firewallDelta(next, u.Add, u.Remove)); err != nil {
+		if err := a.apply(ctx, a.entries, next, u.Add, u.Remove); err != nil {
 			return &applyError{err}
 		}
 	}
@@ -394,18 +394,33 @@ func (a *Agent) replace(ctx context.Context, entries []netip.Prefix) error {
 	return nil
 }
 
-// apply pushes a delta, or the whole next set when the firewall may not
-// hold the current one or refuses the delta.
-func (a *Agent) apply(ctx context.Context, next []netip.Prefix, d firewall.Delta) error {
+// apply pushes the change from cur to next (add and remove, as
+// blocklistd sent them) as a delta, or the whole next set when the
+// firewall may not hold the current one or refuses the delta.
+func (a *Agent) apply(ctx context.Context, cur, next, add, remove []netip.Prefix) error {
 	if a.dirty {
 		return a.replace(ctx, next)
 	}
-	pd, st, err := a.o.Policy.BuildDelta(d)
+	pd, st, err := a.o.Policy.BuildDelta(firewallDelta(next, add, remove))
 	if err != nil {
 		return err
 	}
 	if st.Refused > 0 {
 		a.log.Warn("blocklistd sent entries the policy refuses", "refused", st.Refused)
+	}
+	// The status counts what a full replace of next would: entries that
+	// came and went, not the ones re-added around a removal.
+	came, went := changedEntries(cur, next, add, remove)
+	var stCame, stWent firewall.Stats
+	if len(came) > 0 {
+		if _, stCame, err = a.o.Policy.Build(came); err != nil {
+			return err
+		}
+	}
+	if len(went) > 0 {
+		if _, stWent, err = a.o.Policy.Build(went); err != nil {
+			return err
+		}
 	}
 	start := time.Now()
 	if err := a.o.Backend.Apply(ctx, pd); err != nil {
@@ -413,7 +428,10 @@ func (a *Agent) apply(ctx context.Context, next []netip.Prefix, d firewall.Delta
 		return a.replace(ctx, next)
 	}
 	a.metrics.applyDuration.WithLabelValues("apply").Observe(time.Since(start).Seconds())
-	a.update(func(s *Status) { s.Allowlisted += st.Allowlisted; s.Refused += st.Refused })
+	a.update(func(s *Status) {
+		s.Allowlisted += stCame.Allowlisted - stWent.Allowlisted
+		s.Refused += stCame.Refused - stWent.Refused
+	})
 	return nil
 }
 

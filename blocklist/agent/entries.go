@@ -125,6 +125,27 @@ func firewallDelta(next, add, remove []netip.Prefix) firewall.Delta {
 	return d
 }
 
+// changedEntries returns the entries of next that cur lacks (came) and
+// those of cur that next lacks (went); cur and next are sorted and
+// unique, and only add and remove can differ.
+func changedEntries(cur, next, add, remove []netip.Prefix) (came, went []netip.Prefix) {
+	has := func(ps []netip.Prefix, p netip.Prefix) bool {
+		_, ok := slices.BinarySearchFunc(ps, p, comparePrefix)
+		return ok
+	}
+	for _, p := range sortedUnique(slices.Clone(add)) {
+		if !has(cur, p) {
+			came = append(came, p)
+		}
+	}
+	for _, p := range sortedUnique(slices.Clone(remove)) {
+		if has(cur, p) && !has(next, p) {
+			went = append(went, p)
+		}
+	}
+	return came, went
+}
+
 // countFamilies counts IPv4 and IPv6 entries.
 func countFamilies(ps []netip.Prefix) (v4, v6 int) {
 	for _, p := range ps {

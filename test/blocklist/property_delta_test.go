@@ -403,9 +403,14 @@ func (r *propRig) run(ops []propOp, log *[]string) (int, string) {
 		if msg := checkPublished(model, u.Entries); msg != "" {
 			return fail(i, "blocklistd: %s", msg)
 		}
-		full, _, err := propPolicy.Build(u.Entries)
+		full, stats, err := propPolicy.Build(u.Entries)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// What `blocklist-agent status` shows must match too.
+		if s := ag.Status(); s.Entries != len(u.Entries) || s.Refused != stats.Refused || s.Allowlisted != stats.Allowlisted {
+			return fail(i, "agent status shows %d entries, %d refused, %d allowlisted; a full replace of the published entries gives %d, %d, %d",
+				s.Entries, s.Refused, s.Allowlisted, len(u.Entries), stats.Refused, stats.Allowlisted)
 		}
 		got, err := read()
 		if err != nil {
