@@ -37,6 +37,9 @@ const (
 	MaxLogBytes   = 64 << 20
 )
 
+// initialMmap is the file mapping blocklistd starts with.
+const initialMmap = 1 << 30
+
 // Store is a bbolt-backed store.Store.
 type Store struct {
 	db     *bolt.DB
@@ -49,7 +52,11 @@ type Store struct {
 // Open opens or creates the database at path. It fails at once, rather
 // than waiting, when another process holds the file.
 func Open(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	// A large initial mapping (address space, not memory) spares the
+	// remaps of a growing file: each remap copies every page a write
+	// transaction touched onto the heap (122 MB of 708 MB allocated by a
+	// 100,000-ban import).
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, InitialMmapSize: initialMmap})
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
@@ -104,7 +111,7 @@ func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change,
 	}
 	var ch store.Change
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		ch = store.Change{}
+		ch = store.Change{Mutations: make([]store.Mutation, 0, len(muts))}
 		dec, al, off := tx.Bucket(bDecisions), tx.Bucket(bAllow), tx.Bucket(bOffenders)
 		for _, m := range muts {
 			switch m.Op {
