@@ -156,7 +156,11 @@ func cmdRevoke(ctx context.Context, args []string) error {
 	if err := c.Revoke(ctx, serial, tok, *reason); err != nil {
 		return fmt.Errorf("revoke %s: %w", pos[0], err)
 	}
-	fmt.Printf("revoked %s (passive: it can no longer be renewed)\n", pos[0])
+	if cfg.CRL.On() {
+		fmt.Printf("revoked %s: it can no longer be renewed, and the CA's CRL (%s) lists it now\n", pos[0], cfg.CRLURL())
+	} else {
+		fmt.Printf("revoked %s: it can no longer be renewed (crl.enabled is false: peers accept it until it expires)\n", pos[0])
+	}
 	return nil
 }
 
