@@ -233,9 +233,10 @@ func (c *Client) renew(ctx context.Context, b *Bundle, now time.Time) ([]*x509.C
 	return resp.chain()
 }
 
-// Revoke asks the CA to revoke serial (decimal, or hex with 0x) passively:
-// the certificate stays valid until it expires but can no longer be renewed.
-// token is a revoke token (see [Provisioner.RevokeToken]).
+// Revoke asks the CA to revoke serial (decimal, or hex with 0x): it can no
+// longer be renewed, and the CA's CRL lists it at once, so peers checking
+// it ([Source.CheckRevocation]) refuse it; to anyone else it stays valid
+// until it expires. token is a revoke token (see [Provisioner.RevokeToken]).
 func (c *Client) Revoke(ctx context.Context, serial, token, reason string) error {
 	req := map[string]any{"serial": serial, "ott": token, "passive": true, "reason": reason}
 	var resp map[string]any
