@@ -3,6 +3,7 @@ package bastion_test
 import (
 	"bytes"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,9 +29,10 @@ func auditLinesBounded(t *testing.T, w *world) {
 	}
 }
 
-// TestChannelCap: 1,000 session channels on one connection: max_channels
-// (32 by default) are opened, the rest are refused with "resource
-// shortage", one audit record says so; closing one makes room.
+// TestChannelCap: 1,000 session channels on one connection: max_sessions
+// (10 by default) are opened, the rest are refused with "resource
+// shortage", one audit record says so; closing one makes room. Jumps
+// count against max_channels (256), sessions included.
 func TestChannelCap(t *testing.T) {
 	w := newWorld(t, "")
 	c, err := w.dial(t, "u1", w.user, currentCode)
@@ -53,8 +55,8 @@ func TestChannelCap(t *testing.T) {
 			t.Fatalf("open channel: %v", err)
 		}
 	}
-	if len(open) != 32 || refused != 968 {
-		t.Fatalf("%d channels opened, %d refused; want 32 and 968", len(open), refused)
+	if len(open) != 10 || refused != 990 {
+		t.Fatalf("%d sessions opened, %d refused; want 10 and 990", len(open), refused)
 	}
 	if n := strings.Count(w.audit(t), `"method":"channel-limit"`); n != 1 {
 		t.Errorf("%d channel-limit audit records, want 1", n)
@@ -69,7 +71,46 @@ func TestChannelCap(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no room after closing a channel: %v", err)
 	}
-	ch.Close()
+	defer ch.Close()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	port := uint32(ln.Addr().(*net.TCPAddr).Port)
+	jumps, refused := 0, 0
+	for range 300 {
+		ch, reqs, err := c.OpenChannel("direct-tcpip", gossh.Marshal(struct {
+			Host     string
+			Port     uint32
+			OrigHost string
+			OrigPort uint32
+		}{"127.0.0.1", port, "127.0.0.1", 1}))
+		var oce *gossh.OpenChannelError
+		switch {
+		case err == nil:
+			go gossh.DiscardRequests(reqs)
+			defer ch.Close()
+			jumps++
+		case errors.As(err, &oce) && oce.Reason == gossh.ResourceShortage:
+			refused++
+		default:
+			t.Fatalf("open direct-tcpip: %v", err)
+		}
+	}
+	if jumps != 256-10 || refused != 300-246 {
+		t.Errorf("%d jumps opened, %d refused; want 246 (max_channels 256 less 10 sessions) and 54", jumps, refused)
+	}
 	auditLinesBounded(t, w)
 }
 

@@ -18,28 +18,40 @@ import (
 	"github.com/rampart-sec/rampart/bastion/internal/quickack"
 )
 
-// limitChannels caps the channels open at once on one connection
-// (max_channels): a client that opens thousands costs the bastion a
-// goroutine, buffers and, for jumps, a connection each. Past the cap a
-// channel is rejected; the first refusal on a connection is audited, the
-// rest are counted in rampart_bastion_refusals_total{kind="channel-limit"},
-// so a flood cannot fill the audit log either.
-func (s *Server) limitChannels(h glssh.ChannelHandler) glssh.ChannelHandler {
+// limitChannels caps the channels open at once on one connection: a
+// client that opens thousands costs the bastion a goroutine, buffers and,
+// for jumps, a connection each. Sessions are capped at max_sessions (like
+// sshd's MaxSessions), all channels at max_channels (jumps too: a
+// ControlMaster connection carries one per ProxyJump host, for as long as
+// ControlPersist keeps it). Past a cap a channel is rejected; the first
+// refusal on a connection is audited, the rest are counted in
+// rampart_bastion_refusals_total{kind="channel-limit"}, so a flood cannot
+// fill the audit log either.
+func (s *Server) limitChannels(session bool, h glssh.ChannelHandler) glssh.ChannelHandler {
 	return func(srv *glssh.Server, conn *gossh.ServerConn, nc gossh.NewChannel, ctx glssh.Context) {
 		st := stateOf(ctx)
-		max := s.opts.Config.MaxChannels
+		cfg := s.opts.Config
+		var why string
 		st.mu.Lock()
-		over := st.channels >= max
-		if over {
+		switch {
+		case st.channels >= cfg.MaxChannels:
+			why = fmt.Sprintf("more than %d channels open on one connection (max_channels)", cfg.MaxChannels)
+		case session && st.sessions >= cfg.MaxSessions:
+			why = fmt.Sprintf("more than %d sessions open on one connection (max_sessions)", cfg.MaxSessions)
+		}
+		if why != "" {
 			st.channelsRefused++
 		} else {
 			st.channels++
+			if session {
+				st.sessions++
+			}
 		}
 		first := st.channelsRefused == 1
 		st.mu.Unlock()
-		if over {
+		if why != "" {
 			if first {
-				s.refusal(st, "channel-limit", fmt.Sprintf("more than %d channels open on one connection (max_channels); later refusals on this connection are counted in metrics only", max),
+				s.refusal(st, "channel-limit", why+"; later refusals on this connection are counted in metrics only",
 					map[string]any{"channel_type": nc.ChannelType()})
 			} else {
 				s.m.refusals.WithLabelValues("channel-limit").Inc()
@@ -50,6 +62,9 @@ func (s *Server) limitChannels(h glssh.ChannelHandler) glssh.ChannelHandler {
 		defer func() {
 			st.mu.Lock()
 			st.channels--
+			if session {
+				st.sessions--
+			}
 			st.mu.Unlock()
 		}()
 		h(srv, conn, nc, ctx)

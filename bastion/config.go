@@ -36,6 +36,7 @@ type Config struct {
 	MaxAuthTries      int             `yaml:"max_auth_tries"`
 	MaxStartups       int             `yaml:"max_startups"`
 	MaxChannels       int             `yaml:"max_channels"`
+	MaxSessions       int             `yaml:"max_sessions"`
 	DialTimeout       config.Duration `yaml:"dial_timeout"`
 	MetricsListen     string          `yaml:"metrics_listen"`
 
@@ -309,10 +310,16 @@ func (c *Config) Validate() error {
 		c.MaxStartups = 100
 	}
 	if c.MaxChannels == 0 {
-		c.MaxChannels = 32
+		c.MaxChannels = 256
 	}
 	if c.MaxChannels < 0 || c.MaxChannels > 10000 {
 		return fmt.Errorf("max_channels: %d is out of range 1..10000", c.MaxChannels)
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = 10
+	}
+	if c.MaxSessions < 0 || c.MaxSessions > c.MaxChannels {
+		return fmt.Errorf("max_sessions: %d is out of range 1..max_channels (%d)", c.MaxSessions, c.MaxChannels)
 	}
 	if c.MaxStartups < 0 {
 		return fmt.Errorf("max_startups: %d must be positive", c.MaxStartups)

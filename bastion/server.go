@@ -88,6 +88,7 @@ type connState struct {
 	preauth     bool // counted in Server.startups
 
 	channels        int // open session and direct-tcpip channels
+	sessions        int // of which session channels
 	channelsRefused int // past max_channels
 	refusals        int // refusal records of this connection (maxAuditedRefusals)
 }
@@ -151,8 +152,8 @@ func New(opts Options) (*Server, error) {
 		Handler:              s.handleSession,
 		SubsystemHandlers:    map[string]glssh.SubsystemHandler{"sftp": s.handleSFTP},
 		ChannelHandlers: map[string]glssh.ChannelHandler{
-			"session":      s.limitChannels(s.sessionChannel),
-			"direct-tcpip": s.limitChannels(s.directTCPIP),
+			"session":      s.limitChannels(true, s.sessionChannel),
+			"direct-tcpip": s.limitChannels(false, s.directTCPIP),
 			"default":      s.refuseChannel,
 		},
 		RequestHandlers: map[string]glssh.RequestHandler{
@@ -395,6 +396,10 @@ func (s *Server) publicKey(ctx glssh.Context, key glssh.PublicKey) bool {
 	// Only the source's lockout is checked here; a locked-out user is
 	// told so after their own key (secondFactor), never before it.
 	if locked, why := s.opts.Guard.Locked(src, ""); locked {
+		// Not counted again: retrying while locked must not extend it.
+		st.mu.Lock()
+		st.failCounted = true
+		st.mu.Unlock()
 		s.m.auth.WithLabelValues("publickey", audit.ResultFailure).Inc()
 		if s.notes.first("lockout-key", src) {
 			rec.Reason = why + " (further keys from this source are counted in metrics, audited at most once a minute)"

@@ -111,7 +111,7 @@ func TestAttackMatrix(t *testing.T) {
 		Users:   users,
 		Process: true,
 		Targets: fmt.Sprintf("  - name: db1\n    addr: %s\n    user: %s\n    modes: [record]\n    host_ca: %q\n", m.db.Addr, testenv.SSHUser(t), strings.TrimSpace(proxyCfg.HostCA)),
-		Extra: fmt.Sprintf("metrics_listen: %s\ntrusted_user_ca_keys: [%q]\nrecording: {dir: %s, user_ca_key: %s, cert_ttl: 2m}\n",
+		Extra: fmt.Sprintf("max_channels: 32\nmetrics_listen: %s\ntrusted_user_ca_keys: [%q]\nrecording: {dir: %s, user_ca_key: %s, cert_ttl: 2m}\n",
 			m.metrics, strings.TrimSpace(string(caPub)), m.recDir, recCA),
 		BruteForce: "brute_force: {source_threshold: 3, user_threshold: 3, lockout: 10m, backoff_base: 5ms, backoff_max: 10ms, report_threshold: -1}",
 	})
@@ -617,7 +617,7 @@ func (m *attackWorld) dialGo(t *testing.T, r *attackRow) *gossh.Client {
 }
 
 // sessionFlood opens 1,000 session channels on one connection (an
-// attacker's client; OpenSSH would not): max_channels are served, the
+// attacker's client; OpenSSH would not): max_sessions are served, the
 // rest refused, and the audit says so once.
 func sessionFlood(t *testing.T, m *attackWorld, r *attackRow) (string, error) {
 	c := m.dialGo(t, r)
@@ -637,13 +637,13 @@ func sessionFlood(t *testing.T, m *attackWorld, r *attackRow) (string, error) {
 			t.Fatalf("open: %v", err)
 		}
 	}
-	if opened != 32 || refused != 968 {
-		t.Errorf("%d opened, %d refused; want max_channels 32 and 968", opened, refused)
+	if opened != 10 || refused != 990 {
+		t.Errorf("%d opened, %d refused; want max_sessions 10 and 990", opened, refused)
 	}
 	if n := len(m.w.find(map[string]any{"user": r.user.Name, "method": "channel-limit"})); n > 1 {
 		t.Errorf("%d audit records for one flood, want 1", n)
 	}
-	return fmt.Sprintf("%d opened, %d refused", opened, refused), errors.New("refused past max_channels")
+	return fmt.Sprintf("%d opened, %d refused", opened, refused), errors.New("refused past max_sessions")
 }
 
 // requestFlood sends 200 x11 channel opens and 200 tcpip-forward
@@ -690,7 +690,8 @@ func greetAndHold(ln net.Listener) {
 }
 
 // forwardFlood: OpenSSH's ssh -L, with 40 connections held open through
-// it: each is a direct-tcpip channel; 32 reach the service, 8 are refused.
+// it: each is a direct-tcpip channel; max_channels (32 in this world; 256
+// by default) reach the service, 8 are refused.
 func forwardFlood(t *testing.T, m *attackWorld, r *attackRow) (string, error) {
 	lp := testenv.FreePort(t)
 	ans := filepath.Join(t.TempDir(), "answer")
