@@ -336,7 +336,8 @@ func (r *propRig) run(ops []propOp, log *[]string) (int, string) {
 		}
 		return i, msg
 	}
-	var checked uint64 // the version last compared
+	var checked uint64     // the version last compared
+	var checkedCalls int64 // backend calls at that moment
 	for i := 0; i <= len(ops); i++ {
 		if i > 0 {
 			op := ops[i-1]
@@ -360,7 +361,7 @@ func (r *propRig) run(ops []propOp, log *[]string) (int, string) {
 				// view from the kernel and follows again.
 				stopAgent()
 				startAgent()
-				checked = 0 // same version, new process: check it
+				checked, checkedCalls = 0, 0 // same version, new process: check it
 			case "burst":
 				// Several changes while the agent waits: it gets one
 				// delta folded over all of them.
@@ -382,10 +383,16 @@ func (r *propRig) run(ops []propOp, log *[]string) (int, string) {
 			}
 			time.Sleep(200 * time.Microsecond)
 		}
+		calls := be.applies.Load() + be.replaces.Load()
 		if want == checked {
-			continue // nothing published changed: the agent had nothing to do
+			// Nothing published changed: the firewall must be untouched
+			// since the last comparison (no need to read it again).
+			if calls != checkedCalls {
+				return fail(i, "the agent changed the firewall (%d calls) although the published set did not change", calls-checkedCalls)
+			}
+			continue
 		}
-		checked = want
+		checked, checkedCalls = want, calls
 		r.changes++
 		be.mu.Lock()
 		applyErr := be.applyErr
