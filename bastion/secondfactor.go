@@ -41,6 +41,9 @@ func (s *Server) secondFactor(ctx glssh.Context, st *connState, conn gossh.ConnM
 		return nil, errSecondFactor
 	}
 	if l, locked := s.opts.Guard.Lockout(src, user); locked {
+		st.mu.Lock()
+		st.failCounted = true // a login while locked is not counted again
+		st.mu.Unlock()
 		return s.lockedOut(client, rec, l)
 	}
 	u := s.policy().User(user)
