@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rampart-sec/rampart/blocklist/store"
@@ -44,6 +45,10 @@ const initialMmap = 1 << 30
 type Store struct {
 	db     *bolt.DB
 	retain uint64
+	// last is the change this process committed last: the reader that
+	// follows its own writes (blocklistd, right after each Apply) gets it
+	// without decoding it again (a 100,000-ban import is 25 MB of JSON).
+	last atomic.Pointer[store.Change]
 
 	reports   reportQueue
 	sweepFrom []byte // the report key the next sweep starts at; only the committer touches it
@@ -195,6 +200,10 @@ func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change,
 	if err != nil {
 		return store.Change{}, fmt.Errorf("boltstore: apply: %w", err)
 	}
+	if ch.Seq != 0 {
+		kept := ch
+		s.last.Store(&kept)
+	}
 	return ch, nil
 }
 
@@ -264,6 +273,9 @@ func (s *Store) Load(ctx context.Context) (store.State, error) {
 
 // Changes implements store.Store.
 func (s *Store) Changes(ctx context.Context, after uint64, limit int) ([]store.Change, error) {
+	if last := s.last.Load(); last != nil && last.Seq == after+1 && limit > 0 {
+		return []store.Change{*last}, nil
+	}
 	var out []store.Change
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var cur uint64

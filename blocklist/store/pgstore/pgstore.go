@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,6 +52,9 @@ type Store struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	retain uint64
+	// last is the change this replica committed last: it follows its own
+	// writes without reading them back (other replicas read the log).
+	last atomic.Pointer[store.Change]
 }
 
 // Open connects to dsn, creates the tables if needed and starts listening.
@@ -304,6 +308,10 @@ func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change,
 	if err != nil {
 		return store.Change{}, fmt.Errorf("pgstore: apply: %w", err)
 	}
+	if ch.Seq != 0 {
+		kept := ch
+		s.last.Store(&kept)
+	}
 	return ch, nil
 }
 
@@ -379,6 +387,9 @@ func (s *Store) Load(ctx context.Context) (store.State, error) {
 
 // Changes implements store.Store.
 func (s *Store) Changes(ctx context.Context, after uint64, limit int) ([]store.Change, error) {
+	if last := s.last.Load(); last != nil && last.Seq == after+1 && limit > 0 {
+		return []store.Change{*last}, nil
+	}
 	rows, err := s.pool.Query(ctx, `SELECT seq, mutations FROM blocklist_changes WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: changes after %d: %w", after, err)
