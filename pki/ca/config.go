@@ -41,6 +41,14 @@ type Config struct {
 		Name      string `yaml:"name"`
 		PublicKey string `yaml:"public_key"` // JWK
 		Key       string `yaml:"key"`        // JWE-encrypted private JWK
+		// PublishEncryptedKey serves the encrypted key at
+		// /provisioners/{kid}/encrypted-key, as step-ca does, so that
+		// `step ca certificate` and `step ssh certificate` work with
+		// --provisioner-password-file and no pre-minted token. Off by
+		// default: anyone who can reach the CA may then try to guess the
+		// password offline (pki init's is 256 random bits; a chosen one
+		// may be weaker).
+		PublishEncryptedKey bool `yaml:"publish_encrypted_key"`
 	} `yaml:"provisioner"`
 
 	// SSHUserProvisioner is a second JWK provisioner whose tokens obtain

@@ -1,13 +1,16 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	stepconfig "github.com/smallstep/certificates/authority/config"
+	"github.com/smallstep/certificates/authority/provisioner"
 
 	"github.com/rampart-sec/rampart/pki/ca"
 	"github.com/rampart-sec/rampart/pki/client"
@@ -16,6 +19,9 @@ import (
 // applyExtras adds to step-ca's configuration what pki.yaml turns on
 // beyond issuance: the CRL, the ACME and SSHPOP provisioners.
 func applyExtras(c *ca.Config, sc *stepconfig.Config) error {
+	if err := publishEncryptedKey(c, sc); err != nil {
+		return err
+	}
 	applyCRL(c, sc)
 	applyACME(c, sc)
 	applySSHPOP(c, sc)
@@ -114,4 +120,24 @@ func acmeRoute(p string) string {
 		return "/acme/" + parts[1]
 	}
 	return "/acme/other"
+}
+
+// publishEncryptedKey gives the main JWK provisioner its encrypted key
+// (provisioner.publish_encrypted_key), which step-ca then serves so the
+// step CLI can mint tokens itself given the password.
+func publishEncryptedKey(c *ca.Config, sc *stepconfig.Config) error {
+	if !c.Provisioner.PublishEncryptedKey {
+		return nil
+	}
+	b, err := os.ReadFile(c.Path(c.Provisioner.Key))
+	if err != nil {
+		return fmt.Errorf("provisioner.publish_encrypted_key: %w", err)
+	}
+	for _, p := range sc.AuthorityConfig.Provisioners {
+		if jwk, ok := p.(*provisioner.JWK); ok && jwk.Name == c.Provisioner.Name {
+			jwk.EncryptedKey = strings.TrimSpace(string(b))
+			return nil
+		}
+	}
+	return fmt.Errorf("provisioner.publish_encrypted_key: no JWK provisioner %q", c.Provisioner.Name)
 }

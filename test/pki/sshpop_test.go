@@ -155,3 +155,46 @@ func itoa(n uint64) string {
 	}
 	return string(b)
 }
+
+// TestStepCertificateWithoutToken: with provisioner.publish_encrypted_key
+// the step CLI mints its own tokens from the provisioner password, as
+// against step-ca: `step ssh certificate` (user) and `step ca certificate`
+// work with --provisioner-password-file and no token. Without it (the
+// default) step cannot, and says so.
+func TestStepCertificateWithoutToken(t *testing.T) {
+	step := testenv.Binary(t, "step")
+	c := startCLICA(t, func(y string) string {
+		if !strings.Contains(y, "publish_encrypted_key: false") {
+			t.Fatalf("pki init wrote no provisioner.publish_encrypted_key:\n%s", y)
+		}
+		return strings.Replace(y, "publish_encrypted_key: false", "publish_encrypted_key: true", 1)
+	})
+	dir := t.TempDir()
+	env := []string{"STEPPATH=" + t.TempDir()}
+	root := filepath.Join(c.dir, "root_ca.crt")
+	pw := filepath.Join(c.dir, "password.txt")
+	key := filepath.Join(dir, "id_alice")
+	out, err := runOut(env, step, "ssh", "certificate", "alice", key, "--provisioner", "rampart", "--provisioner-password-file", pw,
+		"--ca-url", c.url, "--root", root, "--no-password", "--insecure", "--no-agent", "--force")
+	if err != nil {
+		t.Fatalf("step ssh certificate: %v\n%s\npki serve:\n%s", err, out, c.serve.out.String())
+	}
+	cert := readSSHCert(t, key+"-cert.pub")
+	if cert.CertType != ssh.UserCert || !slices.Contains(cert.ValidPrincipals, "alice") {
+		t.Errorf("step ssh certificate: %+v", cert)
+	}
+	crt, k := filepath.Join(dir, "web.crt"), filepath.Join(dir, "web.key")
+	out, err = runOut(env, step, "ca", "certificate", "web1.internal", crt, k, "--provisioner", "rampart", "--provisioner-password-file", pw,
+		"--ca-url", c.url, "--root", root, "--force")
+	if err != nil {
+		t.Fatalf("step ca certificate: %v\n%s", err, out)
+	}
+
+	plain := startCLICA(t, nil)
+	out, err = runOut(env, step, "ssh", "certificate", "bob", filepath.Join(dir, "id_bob"), "--provisioner", "rampart",
+		"--provisioner-password-file", filepath.Join(plain.dir, "password.txt"), "--ca-url", plain.url,
+		"--root", filepath.Join(plain.dir, "root_ca.crt"), "--no-password", "--insecure", "--no-agent", "--force")
+	if err == nil {
+		t.Fatalf("step ssh certificate without a token against a CA that does not publish its key:\n%s", out)
+	}
+}
