@@ -2,6 +2,10 @@ package pki_test
 
 import (
 	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/rampart-sec/rampart/pki/client"
 	"github.com/rampart-sec/rampart/test/testenv"
 )
 
@@ -196,5 +201,49 @@ func TestStepCertificateWithoutToken(t *testing.T) {
 		"--root", filepath.Join(plain.dir, "root_ca.crt"), "--no-password", "--insecure", "--no-agent", "--force")
 	if err == nil {
 		t.Fatalf("step ssh certificate without a token against a CA that does not publish its key:\n%s", out)
+	}
+}
+
+// TestSSHPOPRenewNamePolicy: step-ca renews SSH host certificates without
+// consulting any name policy; pki refuses (403) the renewal of one whose
+// principals a narrowed policy no longer allows, and the file stays.
+func TestSSHPOPRenewNamePolicy(t *testing.T) {
+	c := newCA(t, "", "")
+	ctx := context.Background()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	pub, _ := ssh.NewPublicKey(priv.Public())
+	cert, err := c.client().SignSSHHost(ctx, c.prov, pub, []string{"h1.rampart.test"}, 30*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "ssh_host_ed25519_key")
+	blk, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(blk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile+"-cert.pub", ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &client.SSHHostRenewer{KeyFile: keyFile, Client: c.client()}
+	if renewed, err := r.RenewIfDue(ctx, true); err != nil || !renewed {
+		t.Fatalf("renewal within the policy: %v %v", renewed, err)
+	}
+	before := readFile(t, keyFile+"-cert.pub")
+	c.cfg.Policy.DNS = []string{"*.other.test"}
+	c.restart()
+	_, err = r.RenewIfDue(ctx, true)
+	var apiErr *client.APIError
+	if !errorsAs(err, &apiErr) || apiErr.Status != 403 || !strings.Contains(err.Error(), `SSH host principal "h1.rampart.test" is not allowed`) {
+		t.Fatalf("renewal outside the narrowed policy: %v", err)
+	}
+	if readFile(t, keyFile+"-cert.pub") != before {
+		t.Error("refused renewal changed the certificate file")
+	}
+	if !c.waitLog("pki: request refused") {
+		t.Errorf("no refusal line in the CA's log:\n%s", c.logs.String())
 	}
 }
