@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -48,7 +49,14 @@ func benchImport(b *testing.B, backend string) {
 	f := newFleet(b)
 	dsn := ""
 	if backend == "postgres" {
-		dsn = testenv.StartPostgres(b).DSN
+		// The replicas run in host srv; PostgreSQL's unix socket is a
+		// file, reachable from every network namespace.
+		pg := testenv.StartPostgres(b)
+		u, err := url.Parse(pg.DSN)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dsn = fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable", pg.Dir, u.Port())
 	}
 	f.startServers(dsn)
 	agents := []*fleetAgent{f.newAgent(f.a, "agent-a", agentOpts{}), f.newAgent(f.b, "agent-b", agentOpts{replica: 1})}
