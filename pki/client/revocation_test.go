@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -258,4 +259,44 @@ func TestRevocationCheckerFreshness(t *testing.T) {
 	if err := rc2.Check(good); err != nil {
 		t.Fatalf("from the cache file: %v", err)
 	}
+}
+
+// FuzzRevocationInstall: whatever bytes arrive as "the CRL", the checker
+// installs only a CRL whose signed part is one the CA signed; anything
+// else is refused and leaves the CRL in force unchanged.
+func FuzzRevocationInstall(f *testing.F) {
+	p := newCRLPKI(f, "Test")
+	impostor := newCRLPKI(f, "Test")
+	now := time.Now().Truncate(time.Second)
+	genuine := p.crl(f, 5, now, []int64{7, 9})
+	parsed, err := x509.ParseRevocationList(genuine)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(genuine)
+	f.Add(impostor.crl(f, 6, now, nil))
+	f.Add(genuine[:len(genuine)/2])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		rc, err := NewRevocationChecker(newPool(p.root), []*x509.Certificate{p.inter, p.root}, RevocationOptions{URL: "https://ca.invalid/1.0/crl"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rc.install(genuine, ""); err != nil {
+			t.Fatal(err)
+		}
+		changed, err := rc.install(der, "")
+		rc.mu.RLock()
+		inForce := rc.crl
+		rc.mu.RUnlock()
+		if err != nil || !changed {
+			if !bytes.Equal(inForce.RawTBSRevocationList, parsed.RawTBSRevocationList) {
+				t.Fatalf("a refused or unchanged CRL replaced the one in force")
+			}
+			return
+		}
+		if !bytes.Equal(inForce.RawTBSRevocationList, parsed.RawTBSRevocationList) {
+			t.Fatalf("installed a CRL whose signed content the CA never signed")
+		}
+	})
 }
