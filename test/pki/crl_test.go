@@ -148,9 +148,7 @@ func TestCRLBlocklistdRefusesRevoked(t *testing.T) {
 	yaml := fmt.Sprintf(`listen: 127.0.0.1:%d
 metrics_listen: 127.0.0.1:%d
 tls:
-  cert: %[3]s/cert.pem
-  key: %[3]s/key.pem
-  client_ca: %[3]s/root.pem
+  cert_dir: %[3]s
   crl:
     url: %[4]s/1.0/crl
     refresh: 2s
