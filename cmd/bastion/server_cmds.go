@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -28,10 +29,27 @@ import (
 func newFlags(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet("bastion "+name, flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: bastion %s\n\nflags:\n", usage)
+		fmt.Fprintf(fs.Output(), "usage: bastion %s\n\n", usage)
+		if s := verbSummaries[name]; s != "" {
+			fmt.Fprintf(fs.Output(), "%s\n\n", s)
+		}
+		fmt.Fprintf(fs.Output(), "flags:\n")
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// verbSummaries are the one-line descriptions --help prints.
+var verbSummaries = map[string]string{
+	"serve":           "Run the SSH bastion: public key plus TOTP or Duo, jump and recorded sessions, hash-chained audit.",
+	"audit verify":    "Check the audit log's hash chain; name the first record that does not follow.",
+	"sshfp":           "Print SSHFP DNS records for the host keys (read only: never creates keys).",
+	"user add":        "Enrol a user: their public key, and a TOTP secret (QR code, otpauth URI) and/or Duo.",
+	"user list":       "List the users with their state, second factor and recovery codes left.",
+	"user disable":    "Refuse every login of the user, keeping keys and secrets.",
+	"user enable":     "Undo user disable.",
+	"user remove":     "Delete the user, their TOTP secret and recovery codes.",
+	"user reset-totp": "Give the user a new TOTP secret (QR code, otpauth URI) and new recovery codes.",
 }
 
 const defaultConfig = "/etc/rampart/bastion.yaml"
@@ -53,7 +71,7 @@ func tuneGC() {
 }
 
 func cmdServe(ctx context.Context, args []string) error {
-	fs := newFlags("serve", "serve --config FILE")
+	fs := newFlags("serve", "serve --config FILE [--check] [-v]")
 	cfgPath := fs.String("config", defaultConfig, "bastion.yaml")
 	verbose := fs.Bool("v", false, "debug logging")
 	check := fs.Bool("check", false, "load and check the configuration and the files it names, then exit")
@@ -194,6 +212,10 @@ func (r blocklistReporter) Report(ctx context.Context, addr netip.Addr, reason s
 }
 
 func cmdAudit(ctx context.Context, args []string) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		fmt.Fprintf(os.Stderr, "usage: bastion audit verify [--file F | --config FILE]\n\n%s\n", verbSummaries["audit verify"])
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || args[0] != "verify" {
 		return errors.New("usage: bastion audit verify [--file F | --config FILE]")
 	}
@@ -237,13 +259,26 @@ func cmdSSHFP(ctx context.Context, args []string) error {
 	if *host == "" {
 		*host, _ = os.Hostname()
 	}
-	signers, err := bastion.LoadHostKeys(cfg.Path(cfg.HostKeyDir))
-	if err != nil {
-		return err
-	}
+	// Read only: LoadHostKeys would generate missing keys, and records
+	// for keys no running bastion presents would be wrong in DNS.
+	dir := cfg.Path(cfg.HostKeyDir)
 	var keys []gossh.PublicKey
-	for _, s := range signers {
+	for _, name := range []string{bastion.HostKeyEd25519, bastion.HostKeyECDSA} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		s, err := gossh.ParsePrivateKey(data)
+		if err != nil {
+			return fmt.Errorf("host key %s: %w", filepath.Join(dir, name), err)
+		}
 		keys = append(keys, s.PublicKey())
+	}
+	if len(keys) == 0 {
+		return fmt.Errorf("no host keys in %s: bastion serve generates them at its first start", dir)
 	}
 	out, err := bastion.SSHFP(*host, keys)
 	if err != nil {

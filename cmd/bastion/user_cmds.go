@@ -29,6 +29,9 @@ func cmdUser(ctx context.Context, args []string) error {
 		return errors.New(userUsage)
 	}
 	verb, args := args[0], args[1:]
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") && verb != "list" {
+		args = append([]string{"NAME"}, args...) // NAME comes first; --help needs none
+	}
 	switch verb {
 	case "add":
 		return cmdUserAdd(args)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"text/tabwriter"
 	"time"
+
+	"github.com/rampart-sec/rampart/internal/cli"
 )
 
 // cmdFeed: feed status | feed fetch NAME | feed accept NAME.
@@ -19,6 +21,12 @@ func cmdFeed(ctx context.Context, args []string) error {
 	}
 	verb := args[0]
 	fs := flag.NewFlagSet("feed "+verb, flag.ContinueOnError)
+	cli.Describe(fs, "blocklistd feed "+verb+map[string]string{"status": " [--json]", "fetch": " NAME", "accept": " NAME"}[verb]+" [--config FILE]",
+		map[string]string{
+			"status": "Show each feed: entries, last success, last failure and its reason.",
+			"fetch":  "Fetch the feed NAME now (after editing a file:// feed, say).",
+			"accept": "Fetch the feed NAME now and take an empty or shrunk list that its limits (max_shrink, allow_empty) refused.",
+		}[verb])
 	var af adminFlags
 	af.register(fs)
 	asJSON := fs.Bool("json", false, "print JSON (status)")

@@ -7,10 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
+
+	"github.com/rampart-sec/rampart/internal/cli"
 )
 
 func cmdACMEEAB(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pki acme-eab", flag.ContinueOnError)
+	cli.Describe(fs, "pki acme-eab NAME [--json] [--config FILE]",
+		"Mint an ACME external account binding (key id and HMAC key) for the ACME client NAME.")
 	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
 	jsonOut := fs.Bool("json", false, "print {kid, hmac_key, reference} as JSON")
 	pos, err := parse(fs, args)
