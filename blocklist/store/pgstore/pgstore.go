@@ -195,88 +195,29 @@ func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change,
 		if err := tx.QueryRow(ctx, `SELECT seq FROM blocklist_meta WHERE id = 1 FOR UPDATE`).Scan(&seq); err != nil {
 			return err
 		}
-		// One round trip for the whole batch: a feed of a million entries
-		// arrives in batches of thousands.
-		var b pgx.Batch
-		units := splitRuns(muts)
-		for _, u := range units {
-			if len(u) > 1 {
-				queueDecisionRun(&b, u)
+		// One round trip per batch of units: a feed of a million entries
+		// arrives in batches of thousands. A long run of decision puts (a
+		// bulk import) goes through COPY instead, in order.
+		var pending [][]store.Mutation
+		flush := func() error {
+			err := applyUnits(ctx, tx, pending, &ch.Mutations)
+			pending = pending[:0]
+			return err
+		}
+		for _, u := range splitRuns(muts) {
+			if len(u) < minCopy {
+				pending = append(pending, u)
 				continue
 			}
-			m := u[0]
-			switch m.Op {
-			case store.PutDecision:
-				d := m.Decision
-				b.Queue(`INSERT INTO blocklist_decisions (prefix, source, action, reason, created, expires)
-					VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (prefix, source) DO UPDATE SET
-					action = EXCLUDED.action, reason = EXCLUDED.reason, created = EXCLUDED.created, expires = EXCLUDED.expires`,
-					d.Prefix.String(), d.Source, d.Action, d.Reason, d.Created, nullTime(d.Expires))
-			case store.DeleteDecision:
-				b.Queue(`DELETE FROM blocklist_decisions WHERE prefix = $1
-					AND ($2 = '' OR source = $2)
-					AND ($3::timestamptz IS NULL OR (expires IS NOT NULL AND expires <= $3))
-					RETURNING source`, m.Prefix.String(), m.Source, nullTime(m.IfExpiredBy))
-			case store.PutAllow:
-				a := m.Allow
-				b.Queue(`INSERT INTO blocklist_allow (prefix, reason, created) VALUES ($1,$2,$3)
-					ON CONFLICT (prefix) DO UPDATE SET reason = EXCLUDED.reason, created = EXCLUDED.created`,
-					a.Prefix.String(), a.Reason, a.Created)
-			case store.DeleteAllow:
-				b.Queue(`DELETE FROM blocklist_allow WHERE prefix = $1`, m.Prefix.String())
-			case store.PutOffender:
-				o := m.Offender
-				b.Queue(`INSERT INTO blocklist_offenders (prefix, bans, last) VALUES ($1,$2,$3)
-					ON CONFLICT (prefix) DO UPDATE SET bans = EXCLUDED.bans, last = EXCLUDED.last`,
-					o.Prefix.String(), o.Bans, o.Last)
-			default:
-				return fmt.Errorf("unknown mutation %q", m.Op)
+			if err := flush(); err != nil {
+				return err
 			}
+			if err := copyDecisions(ctx, tx, u); err != nil {
+				return err
+			}
+			ch.Mutations = append(ch.Mutations, u...)
 		}
-		br := tx.SendBatch(ctx, &b)
-		for _, u := range units {
-			if len(u) > 1 {
-				if _, err := br.Exec(); err != nil {
-					br.Close()
-					return err
-				}
-				ch.Mutations = append(ch.Mutations, u...)
-				continue
-			}
-			m := u[0]
-			switch m.Op {
-			case store.DeleteDecision:
-				rows, err := br.Query()
-				if err != nil {
-					br.Close()
-					return err
-				}
-				srcs, err := pgx.CollectRows(rows, pgx.RowTo[string])
-				if err != nil {
-					br.Close()
-					return err
-				}
-				for _, src := range srcs {
-					ch.Mutations = append(ch.Mutations, store.Mutation{Op: store.DeleteDecision, Prefix: m.Prefix, Source: src})
-				}
-			case store.DeleteAllow:
-				tag, err := br.Exec()
-				if err != nil {
-					br.Close()
-					return err
-				}
-				if tag.RowsAffected() > 0 {
-					ch.Mutations = append(ch.Mutations, store.Mutation{Op: store.DeleteAllow, Prefix: m.Prefix})
-				}
-			default:
-				if _, err := br.Exec(); err != nil {
-					br.Close()
-					return err
-				}
-				ch.Mutations = append(ch.Mutations, m)
-			}
-		}
-		if err := br.Close(); err != nil {
+		if err := flush(); err != nil {
 			return err
 		}
 		if len(ch.Mutations) == 0 {
@@ -538,4 +479,133 @@ func queueDecisionRun(b *pgx.Batch, run []store.Mutation) {
 		ON CONFLICT (prefix, source) DO UPDATE SET
 		action = EXCLUDED.action, reason = EXCLUDED.reason, created = EXCLUDED.created, expires = EXCLUDED.expires`,
 		prefixes, sources, actions, reasons, created, expires)
+}
+
+// applyUnits writes units in one batch (one round trip), appending the
+// mutations that took effect to recorded.
+func applyUnits(ctx context.Context, tx pgx.Tx, units [][]store.Mutation, recorded *[]store.Mutation) error {
+	if len(units) == 0 {
+		return nil
+	}
+	var b pgx.Batch
+	for _, u := range units {
+		if len(u) > 1 {
+			queueDecisionRun(&b, u)
+			continue
+		}
+		m := u[0]
+		switch m.Op {
+		case store.PutDecision:
+			d := m.Decision
+			b.Queue(`INSERT INTO blocklist_decisions (prefix, source, action, reason, created, expires)
+				VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (prefix, source) DO UPDATE SET
+				action = EXCLUDED.action, reason = EXCLUDED.reason, created = EXCLUDED.created, expires = EXCLUDED.expires`,
+				d.Prefix.String(), d.Source, d.Action, d.Reason, d.Created, nullTime(d.Expires))
+		case store.DeleteDecision:
+			b.Queue(`DELETE FROM blocklist_decisions WHERE prefix = $1
+				AND ($2 = '' OR source = $2)
+				AND ($3::timestamptz IS NULL OR (expires IS NOT NULL AND expires <= $3))
+				RETURNING source`, m.Prefix.String(), m.Source, nullTime(m.IfExpiredBy))
+		case store.PutAllow:
+			a := m.Allow
+			b.Queue(`INSERT INTO blocklist_allow (prefix, reason, created) VALUES ($1,$2,$3)
+				ON CONFLICT (prefix) DO UPDATE SET reason = EXCLUDED.reason, created = EXCLUDED.created`,
+				a.Prefix.String(), a.Reason, a.Created)
+		case store.DeleteAllow:
+			b.Queue(`DELETE FROM blocklist_allow WHERE prefix = $1`, m.Prefix.String())
+		case store.PutOffender:
+			o := m.Offender
+			b.Queue(`INSERT INTO blocklist_offenders (prefix, bans, last) VALUES ($1,$2,$3)
+				ON CONFLICT (prefix) DO UPDATE SET bans = EXCLUDED.bans, last = EXCLUDED.last`,
+				o.Prefix.String(), o.Bans, o.Last)
+		default:
+			return fmt.Errorf("unknown mutation %q", m.Op)
+		}
+	}
+	br := tx.SendBatch(ctx, &b)
+	for _, u := range units {
+		if len(u) > 1 {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return err
+			}
+			*recorded = append(*recorded, u...)
+			continue
+		}
+		m := u[0]
+		switch m.Op {
+		case store.DeleteDecision:
+			rows, err := br.Query()
+			if err != nil {
+				br.Close()
+				return err
+			}
+			srcs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				br.Close()
+				return err
+			}
+			for _, src := range srcs {
+				*recorded = append(*recorded, store.Mutation{Op: store.DeleteDecision, Prefix: m.Prefix, Source: src})
+			}
+		case store.DeleteAllow:
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return err
+			}
+			if tag.RowsAffected() > 0 {
+				*recorded = append(*recorded, store.Mutation{Op: store.DeleteAllow, Prefix: m.Prefix})
+			}
+		default:
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return err
+			}
+			*recorded = append(*recorded, m)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// minCopy is the shortest run of decision puts written through COPY.
+const minCopy = 2000
+
+// copyDecisions upserts a long run of decisions: COPY into a temporary
+// table, then one UPDATE of the keys present and one INSERT of the others
+// (writers are serialized by the meta row lock, so nothing slips in
+// between). 100,000 bans: about 1.4 s, against 5.7 s for one INSERT ... ON
+// CONFLICT over arrays, measured on the loaded 2-core development VM.
+func copyDecisions(ctx context.Context, tx pgx.Tx, run []store.Mutation) error {
+	last := make(map[string]int, len(run))
+	for i, m := range run {
+		last[m.Decision.Key()] = i
+	}
+	rows := make([][]any, 0, len(last))
+	for i, m := range run {
+		d := m.Decision
+		if last[d.Key()] != i {
+			continue
+		}
+		rows = append(rows, []any{d.Prefix.String(), d.Source, d.Action, d.Reason, d.Created, nullTime(d.Expires)})
+	}
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS blocklist_import (LIKE blocklist_decisions) ON COMMIT DELETE ROWS`); err != nil {
+		return err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"blocklist_import"}, []string{"prefix", "source", "action", "reason", "created", "expires"}, pgx.CopyFromRows(rows)); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE blocklist_decisions d SET action = i.action, reason = i.reason, created = i.created, expires = i.expires
+		FROM blocklist_import i WHERE d.prefix = i.prefix AND d.source = i.source`); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO blocklist_decisions SELECT * FROM blocklist_import i
+		WHERE NOT EXISTS (SELECT 1 FROM blocklist_decisions d WHERE d.prefix = i.prefix AND d.source = i.source)`); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `TRUNCATE blocklist_import`)
+	return err
 }

@@ -379,11 +379,16 @@ func testFleetHosts(t *testing.T, s store.Store) {
 	}
 }
 
-// A long run of decision puts (which a store may write as one statement)
-// keeps every field, and of two puts of one key the last wins.
+// A long run of decision puts (which a store may write as one statement,
+// or COPY) keeps every field, updates keys already there, and of two puts
+// of one key the last wins.
 func testDecisionRun(t *testing.T, s store.Store) {
+	// One key already there: the run updates it.
+	old := ban("192.0.0.9/32", "manual", t0.Add(99*time.Hour))
+	old.Decision.Reason = "old"
+	mustApply(t, s, old)
 	var muts []store.Mutation
-	for i := range 300 {
+	for i := range 2500 {
 		exp := time.Time{}
 		if i%3 == 0 {
 			exp = t0.Add(time.Duration(i) * time.Minute)
@@ -395,7 +400,7 @@ func testDecisionRun(t *testing.T, s store.Store) {
 	muts = append(muts, again, del("192.0.0.8/32", "manual"))
 	mustApply(t, s, muts...)
 	st, err := s.Load(context.Background())
-	if err != nil || len(st.Decisions) != 299 {
+	if err != nil || len(st.Decisions) != 2499 {
 		t.Fatalf("loaded %d decisions, %v", len(st.Decisions), err)
 	}
 	for _, d := range st.Decisions {
