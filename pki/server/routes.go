@@ -77,6 +77,9 @@ func (s *Server) routeExtras(api http.Handler) http.Handler {
 		}
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(sw, r.Body, maxBody) // these routes skip wrap, which bounds the others
+		}
 		h(sw, r)
 		if sw.status == 0 {
 			sw.status = http.StatusOK
