@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -152,8 +151,8 @@ func newPool(certs ...*x509.Certificate) *x509.CertPool {
 }
 
 // preflight checks what Bootstrap can know before it talks to the CA: the
-// file options (owner, group, key mode), the requested lifetime, the names
-// against the token, the roles' syntax, and that outDir can be written.
+// file options (owner, group, key mode), the requested lifetime, the
+// token's names and roles, and that outDir can be written.
 func preflight(info *TokenInfo, outDir string, opts BootstrapOptions) error {
 	if _, _, err := opts.Files.resolve(); err != nil {
 		return err
@@ -161,14 +160,16 @@ func preflight(info *TokenInfo, outDir string, opts BootstrapOptions) error {
 	if opts.Lifetime < 0 {
 		return fmt.Errorf("lifetime %s: must be positive", opts.Lifetime)
 	}
-	for _, n := range opts.Names {
-		if !slices.Contains(info.SANs, n) {
-			return fmt.Errorf("name %q: the token was minted for %s only, and the CA would refuse it", n, strings.Join(info.SANs, ", "))
-		}
-	}
+	// opts.Names is left to the CA: it exists to prove the CA refuses
+	// names the token was not minted for. The token's own names must be
+	// names a certificate can carry (a token minted elsewhere, or by an
+	// older pki token, may hold "bad name!").
 	for _, n := range info.SANs {
 		if role, ok := strings.CutPrefix(n, RolePrefix); ok && !roleRE.MatchString(role) {
 			return fmt.Errorf("token role %q: not a role name", role)
+		}
+		if err := CheckSAN(n); err != nil {
+			return fmt.Errorf("token name: %w", err)
 		}
 	}
 	if outDir == "" {
