@@ -91,6 +91,8 @@ func (c *FileConfig) Validate() error {
 		def := func(v *string, name string) {
 			if *v == "" {
 				*v = filepath.Join(d, name)
+			} else if filepath.Clean(*v) != filepath.Join(d, name) {
+				errs = append(errs, fmt.Errorf("tls: cert_dir %s and %s name different files; give cert_dir, or cert, key and client_ca", d, *v))
 			}
 		}
 		def(&c.TLS.Cert, pkiclient.CertFile)

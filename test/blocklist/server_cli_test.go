@@ -3,6 +3,7 @@ package blocklist_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/rampart-sec/rampart/blocklist/client"
+	pkiclient "github.com/rampart-sec/rampart/pki/client"
 	"github.com/rampart-sec/rampart/test/testenv"
 )
 
@@ -220,4 +222,110 @@ cli: {cert: %s, key: %s}
 		t.Fatalf("unban: %v\n%s", err, out)
 	}
 	agent.syncUntil(t, "unban", func(s map[netip.Prefix]bool) bool { return !s[netip.MustParsePrefix("192.0.2.0/24")] })
+}
+
+// blocklistd with certificates from the real pki: its own from
+// tls.cert_dir (the directory `pki bootstrap` wrote, with the SANs the
+// README's `pki token` line gives), the admin verbs' from cli.cert_dir, an
+// agent's IP SAN making its address a fleet host that `ban` refuses unless
+// --force; list filters.
+func TestServerBinaryPKICertDir(t *testing.T) {
+	bin := buildBlocklistd(t)
+	pkiBin := testenv.BuildCommand(t, "pki")
+	dir := t.TempDir()
+	caPort := testenv.FreePort(t)
+	caURL := fmt.Sprintf("https://localhost:%d", caPort)
+	pkiRun := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(pkiBin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("pki %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	out := pkiRun("init", "--dir", filepath.Join(dir, "ca"), "--listen", fmt.Sprintf("127.0.0.1:%d", caPort), "--dns", "localhost", "--dns", "127.0.0.1")
+	_, fp, ok := strings.Cut(out, "root fingerprint: ")
+	if !ok {
+		t.Fatalf("pki init printed no fingerprint:\n%s", out)
+	}
+	fp = strings.Fields(fp)[0]
+	caCfg := filepath.Join(dir, "ca", "pki.yaml")
+	serve := exec.Command(pkiBin, "serve", "--config", caCfg)
+	serveLog := &lockedBuffer{}
+	serve.Stdout, serve.Stderr = serveLog, serveLog
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := hc.Get(caURL + "/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pki serve not healthy:\n%s", serveLog)
+		}
+	}
+	join := func(name string, args ...string) string {
+		tok := strings.TrimSpace(pkiRun(append([]string{"token", name, "--config", caCfg}, args...)...))
+		out := filepath.Join(dir, name)
+		pkiRun("bootstrap", "--ca-url", caURL, "--fingerprint", fp, "--token", tok, "--out", out)
+		return out
+	}
+	// The README's lines.
+	srvDir := join("blocklistd", "--san", "localhost", "--san", "127.0.0.1")
+	adminDir := join("alice", "--role", "admin")
+	web1Dir := join("web1", "--san", "web1.internal", "--san", "192.0.2.55", "--role", "agent")
+
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfg := filepath.Join(dir, "blocklistd.yaml")
+	writeFleetFile(t, cfg, fmt.Sprintf(`listen: %s
+tls: {cert_dir: %s}
+store: {driver: bolt, path: %s}
+cli: {url: 'https://%s', cert_dir: %s}
+`, listen, srvDir, filepath.Join(dir, "blocklistd.db"), listen, adminDir))
+	daemon, logs := startDaemon(t, bin, cfg, listen)
+	run := func(args ...string) (string, error) {
+		out, err := exec.Command(bin, append(args, "--config", cfg)...).CombinedOutput()
+		return string(out), err
+	}
+	// The agent web1 follows the blocklist with its pki certificate.
+	src, err := pkiclient.NewSource(web1Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web1, err := client.New(client.Config{URL: "https://" + listen, TLS: src.ClientConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := web1.Sync(context.Background(), 0, 0); err != nil {
+		t.Fatalf("agent sync with a pki certificate: %v\n%s", err, logs)
+	}
+	// Its address is now a fleet host.
+	for _, target := range []string{"192.0.2.55", "192.0.2.0/24"} {
+		if out, err := run("ban", target); err == nil || !strings.Contains(out, `fleet host "web1"`) {
+			t.Fatalf("ban %s of a fleet host: %v\n%s", target, err, out)
+		}
+	}
+	for _, args := range [][]string{{"ban", "192.0.2.55", "--force", "--reason", "compromised"}, {"ban", "198.51.100.7"}, {"ban", "198.51.100.8"}, {"ban", "203.0.113.0/24"}} {
+		if out, err := run(args...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	if out, err := run("list", "--prefix", "198.51.100.0/24", "--limit", "1"); err != nil || !strings.Contains(out, "1 of 2 decisions") || !strings.Contains(out, "198.51.100.7/32") || strings.Contains(out, "198.51.100.8") {
+		t.Fatalf("list --prefix --limit: %v\n%s", err, out)
+	}
+	if out, err := run("list", "--prefix", "203.0.113.9", "--source", "manual"); err != nil || !strings.Contains(out, "203.0.113.0/24") || strings.Contains(out, "198.51.100") {
+		t.Fatalf("list --prefix ADDR: %v\n%s", err, out)
+	}
+	// The same verbs from flags and the environment, without the config.
+	cmd := exec.Command(bin, "list", "--source", "report")
+	cmd.Env = append(os.Environ(), "BLOCKLISTD_URL=https://"+listen, "BLOCKLISTD_CERT_DIR="+adminDir)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "0 decisions") {
+		t.Fatalf("list with BLOCKLISTD_CERT_DIR: %v\n%s", err, out)
+	}
+	stopDaemon(t, daemon)
 }
