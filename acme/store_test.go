@@ -80,7 +80,10 @@ func mustRead(t testing.TB, p string) []byte {
 
 // A process killed at any point of install leaves, behind every path a
 // service reads, the old pair or the new pair, never a mix; and the next
-// install succeeds and cleans up.
+// install succeeds and cleans up. test/acme's
+// TestCrashAtEveryStepOwesExactlyTheHooks kills the acme-renew binary at
+// these steps and the others of a renewal, and checks the deploy hooks
+// the next run owes.
 func TestInstallKilledAtEveryStep(t *testing.T) {
 	steps := []string{"mkdir", "write " + FileKey, "write " + FileCombined, "write " + FileCert,
 		"write " + FileChain, "write " + FileFullChain, "swap", "link " + FileKey, "link " + FileFullChain, "link " + FileCombined, "prune"}
