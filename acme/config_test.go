@@ -66,7 +66,7 @@ func TestExampleConfig(t *testing.T) {
 // Errors name the file, and the line when YAML knows it.
 func TestConfigErrors(t *testing.T) {
 	cases := []struct{ name, edit, want string }{
-		{"unknown key", "    challenge:\n", "acme.yaml:8: field challenge_typo not found"},
+		{"unknown key", "    challenge:\n", `acme.yaml:8: unknown key "challenge_typo"`},
 		{"syntax", "  - domains", "acme.yaml:6:"},
 		{"bad duration", "", "acme.yaml:3: invalid duration"},
 		{"two challenges", "      http01: {}\n", "choose exactly one of"},

@@ -47,7 +47,7 @@ func TestConfigErrors(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", "listn: x\n", "t.yaml:1: field listn not found"},
+		{"unknown key", "listn: x\n", `t.yaml:1: unknown key "listn" (did you mean "listen"?)`},
 		{"bad target addr", "targets: [{name: a, addr: nowhere}]\n", "want host:port"},
 		{"bad mode", "targets: [{name: a, addr: 'h:22', modes: [tunnel]}]\n", `modes: "tunnel"`},
 		{"record without host key", "targets: [{name: a, addr: 'h:22', modes: [record]}]\n", "needs host_keys or host_ca"},

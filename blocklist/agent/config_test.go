@@ -41,7 +41,7 @@ func TestConfigValidate(t *testing.T) {
 		{"short wait", "server: {url: 'https://b.test', cert_dir: /p, wait: 10ms}\n", "at least 1s"},
 		{"backoff order", "server: {url: 'https://b.test', cert_dir: /p, backoff_min: 1m, backoff_max: 1s}\n", "backoff"},
 		{"bad allow", base + "firewall: {allow: [10.0.0.0/33]}\n", "firewall.allow"},
-		{"unknown key", base + "statedir: /x\n", "field statedir not found"},
+		{"unknown key", base + "statedir: /x\n", `unknown key "statedir" (did you mean "state_dir"?)`},
 		{"bad level", base + "log_level: loud\n", "log_level"},
 		{"pf", base + "firewall: {backend: pf, pfctl: /sbin/pfctl}\n", ""},
 		{"bad backend", base + "firewall: {backend: ipfw}\n", "firewall.backend \"ipfw\""},

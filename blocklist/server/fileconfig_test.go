@@ -42,7 +42,7 @@ func TestExampleConfigLoads(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	base := "listen: :8443\ntls: {cert: a, key: b, client_ca: c}\nstore: {path: x.db}\n"
 	tests := []struct{ yaml, want string }{
-		{base + "polcy: {}\n", "cfg.yaml:4: field polcy not found"},
+		{base + "polcy: {}\n", `cfg.yaml:4: unknown key "polcy" (did you mean "policy"?)`},
 		{"listen: :8443\nstore: {path: x.db}\n", "tls: cert_dir (as written by `pki bootstrap`), or cert, key and client_ca, are required"},
 		{strings.Replace(base, "{path: x.db}", "{driver: mysql}", 1), `store.driver "mysql"`},
 		{base + "allow: [10.0.0.1/8]\n", "host bits set"},

@@ -31,7 +31,7 @@ func TestMalformedConfigNamesFileAndLine(t *testing.T) {
 		if code := Main([]string{verb, "--config", path}, &out, &errb); code != 1 {
 			t.Fatalf("%s: exit %d, want 1", verb, code)
 		}
-		if want := path + ":6: field htp01 not found"; !strings.Contains(errb.String(), want) {
+		if want := path + `:6: unknown key "htp01" (did you mean "http01"?)`; !strings.Contains(errb.String(), want) {
 			t.Fatalf("%s: stderr %q, want %q", verb, errb.String(), want)
 		}
 	}

@@ -14,5 +14,5 @@ func ExampleDecode() {
 	var a Agent
 	err := config.Decode("agent.yaml", []byte("server: https://bl:8443\nresynk: 1h\n"), &a)
 	fmt.Println(err)
-	// Output: config: agent.yaml:2: field resynk not found in type config_test.Agent
+	// Output: config: agent.yaml:2: unknown key "resynk" (did you mean "resync"?)
 }
