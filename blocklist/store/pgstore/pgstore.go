@@ -225,7 +225,13 @@ func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change,
 		}
 		seq++
 		ch.Seq = seq
-		data, err := json.Marshal(ch.Mutations)
+		var data []byte
+		var err error
+		if len(ch.Mutations) > maxLoggedMutations {
+			data, err = json.Marshal(reloadMarker{Reload: true, Mutations: len(ch.Mutations)})
+		} else {
+			data, err = json.Marshal(ch.Mutations)
+		}
 		if err != nil {
 			return err
 		}
@@ -342,11 +348,19 @@ func (s *Store) Changes(ctx context.Context, after uint64, limit int) ([]store.C
 		if err := rows.Scan(&ch.Seq, &data); err != nil {
 			return nil, fmt.Errorf("pgstore: changes after %d: %w", after, err)
 		}
+		if len(data) > 0 && data[0] == '{' { // reloadMarker
+			if len(out) == 0 {
+				rows.Close()
+				return nil, fmt.Errorf("pgstore: change %d is too large for the log: %w", ch.Seq, store.ErrCompacted)
+			}
+			break // the caller gets the changes before it, then reloads
+		}
 		if err := json.Unmarshal(data, &ch.Mutations); err != nil {
 			return nil, fmt.Errorf("pgstore: change %d: %w", ch.Seq, err)
 		}
 		out = append(out, ch)
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("pgstore: changes after %d: %w", after, err)
 	}
@@ -569,6 +583,19 @@ func applyUnits(ctx context.Context, tx pgx.Tx, units [][]store.Mutation, record
 		return err
 	}
 	return nil
+}
+
+// maxLoggedMutations bounds the mutations of a change written to the log.
+// A larger change (a bulk import: 100,000 bans are 16 MB of JSON, seconds
+// of jsonb parsing) is logged as a reloadMarker: other replicas reload the
+// whole state when they reach it, as when the log was compacted past
+// them; the writer follows its own change from memory.
+const maxLoggedMutations = 20_000
+
+// reloadMarker stands in the log for a change too large to log.
+type reloadMarker struct {
+	Reload    bool `json:"reload"`
+	Mutations int  `json:"mutations"`
 }
 
 // minCopy is the shortest run of decision puts written through COPY.
