@@ -104,7 +104,7 @@ func parseArgs(fs *flag.FlagSet, args []string, want int) ([]string, error) {
 
 func cmdBan(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("ban", flag.ContinueOnError)
-	cli.Describe(fs, "blocklistd ban PREFIX [--ttl D] [--reason TEXT] [--config FILE]",
+	cli.Describe(fs, "blocklistd ban PREFIX [--ttl D] [--reason TEXT] [--force] [--config FILE]",
 		"Ban an address or prefix on every host.")
 	var af adminFlags
 	af.register(fs)
@@ -201,7 +201,7 @@ func cmdAllow(ctx context.Context, args []string) error {
 
 func cmdList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
-	cli.Describe(fs, "blocklistd list [--json] [--config FILE] [flags]",
+	cli.Describe(fs, "blocklistd list [--json] [--source S] [--prefix P] [--limit N] [--config FILE]",
 		"List the bans and the allowlist.")
 	var af adminFlags
 	af.register(fs)

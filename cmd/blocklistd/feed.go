@@ -34,7 +34,14 @@ func cmdFeed(ctx context.Context, args []string) error {
 	switch verb {
 	case "status":
 		want = 0
-	case "fetch", "accept":
+		cli.Describe(fs, "blocklistd feed status [--json] [--config FILE]",
+			"Show each feed's entries, last success, and last failure with its reason.")
+	case "fetch":
+		cli.Describe(fs, "blocklistd feed fetch NAME [--config FILE]",
+			"Fetch feed NAME now (after editing a file:// feed, say); its limits apply as to any fetch.")
+	case "accept":
+		cli.Describe(fs, "blocklistd feed accept NAME [--config FILE]",
+			"Fetch feed NAME now and take an empty or shrunk list that its limits (max_shrink, allow_empty) refused; never HTML or binary.")
 	case "-h", "-help", "--help":
 		fmt.Println(usage + `
 

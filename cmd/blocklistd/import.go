@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rampart-sec/rampart/blocklist/client"
+	"github.com/rampart-sec/rampart/internal/cli"
 	"github.com/rampart-sec/rampart/pkg/config"
 )
 
@@ -17,19 +18,13 @@ import (
 // which bans every entry in one durable commit.
 func cmdImport(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: blocklistd import FILE|- [--ttl D] [--reason T] [--format list|csv] [--skip-invalid] [--force] [--config FILE]
-
-Ban every address or prefix of FILE (- reads standard input) in one durable
+	cli.Describe(fs, "blocklistd import FILE|- [--ttl D] [--reason T] [--format list|csv] [--skip-invalid] [--force] [--config FILE]",
+		`Ban every address or prefix of FILE (- reads standard input) in one durable
 commit, pushed to the agents as one change. FILE is a list file (one entry
 a line, # and ; comments) or CSV: prefix,ttl,reason (ttl and reason may be
 empty; a first line "prefix,ttl,reason" is skipped). Every entry passes
 the checks of a ban; one refused entry refuses the whole import unless
---skip-invalid.
-
-`)
-		fs.PrintDefaults()
-	}
+--skip-invalid.`)
 	var af adminFlags
 	af.register(fs)
 	ttl := fs.String("ttl", "", "ban length for entries without their own (90m, 24h, 7d); default: the server's manual_ttl")
