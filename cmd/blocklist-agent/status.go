@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rampart-sec/rampart/blocklist/agent"
+	"github.com/rampart-sec/rampart/internal/cli"
 )
 
 func cmdStatus(ctx context.Context, args []string) error {
@@ -25,7 +26,7 @@ func cmdStatus(ctx context.Context, args []string) error {
 Show the blocklistd version this host enforces, its entry counts, the last
 sync and whether blocklistd is reachable. Asks the running agent through
 its socket; when the agent is not running, shows what it last wrote and
-says so.
+says so. Exit status: 0 running, 3 not running (as LSB status verbs).
 
 flags:
 `)
@@ -47,6 +48,10 @@ flags:
 		}
 	}
 	st, running, err := agent.QueryStatus(ctx, dir)
+	if errors.Is(err, agent.ErrNoStatus) {
+		fmt.Fprintf(os.Stderr, "blocklist-agent status: not running: %s: %v\n", dir, err)
+		return cli.ExitStatus(3)
+	}
 	if err != nil {
 		return fmt.Errorf("state directory %s: %w", dir, err)
 	}
@@ -57,9 +62,15 @@ flags:
 		}{running, st}
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	} else {
+		printStatus(os.Stdout, st, running, time.Now())
 	}
-	printStatus(os.Stdout, st, running, time.Now())
+	if !running {
+		return cli.ExitStatus(3)
+	}
 	return nil
 }
 

@@ -19,6 +19,13 @@ import (
 // Command runs one verb with the arguments after it.
 type Command func(ctx context.Context, args []string) error
 
+// ExitStatus ends the verb with this exit status and no further message:
+// the verb has printed what it had to (blocklist-agent status exits 3,
+// "not running", as LSB init scripts and monitoring expect).
+type ExitStatus int
+
+func (e ExitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
 // UsageError marks a mistake in the command line: exit status 2.
 type UsageError struct{ Err error }
 
@@ -53,6 +60,10 @@ func Main(name, usage string, cmds map[string]Command, args []string, stderr io.
 	err := run(ctx, args[1:])
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
+	}
+	var es ExitStatus
+	if errors.As(err, &es) {
+		return int(es)
 	}
 	fmt.Fprintf(stderr, "%s %s: %v\n", name, args[0], err)
 	var ue UsageError

@@ -17,6 +17,7 @@ func TestMain(t *testing.T) {
 		"helped": func(context.Context, []string) error { return flag.ErrHelp },
 		"fail":   func(context.Context, []string) error { return errors.New("boom") },
 		"usage":  func(context.Context, []string) error { return UsageError{errors.New("no --file")} },
+		"three":  func(context.Context, []string) error { return ExitStatus(3) },
 		"wrapped": func(context.Context, []string) error {
 			return fmt.Errorf("apply: %w", UsageError{errors.New("bad --allow")})
 		},
@@ -34,6 +35,7 @@ func TestMain(t *testing.T) {
 		{[]string{"fail"}, 1, "x fail: boom"},
 		{[]string{"usage"}, 2, "x usage: no --file"},
 		{[]string{"wrapped"}, 2, "x wrapped: apply: bad --allow"},
+		{[]string{"three"}, 3, ""},
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer

@@ -284,7 +284,10 @@ func agentStatus(t testing.TB, bin, cfg string) (agent.Status, bool) {
 		if errors.As(err, &ee) && strings.Contains(string(ee.Stderr), "never ran") {
 			return agent.Status{}, false
 		}
-		t.Fatalf("blocklist-agent status: %v: %s", err, out)
+		// Exit 3: not running, with the last status written.
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+			t.Fatalf("blocklist-agent status: %v: %s", err, out)
+		}
 	}
 	var st struct {
 		Running bool `json:"running"`

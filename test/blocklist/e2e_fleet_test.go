@@ -171,8 +171,9 @@ func runFleet(t *testing.T, f *fleet) {
 		if st, running := f.status(agentB); running || st.Version != before.Version {
 			t.Fatalf("after stop: running %v, status %+v", running, st)
 		}
-		if out, err := exec.Command(f.bin, "status", "--config", agentB.cfg).CombinedOutput(); err != nil || !strings.Contains(string(out), "NOT RUNNING") {
-			t.Errorf("blocklist-agent status of a stopped agent: %v\n%s", err, out)
+		out, err := exec.Command(f.bin, "status", "--config", agentB.cfg).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(string(out), "NOT RUNNING") {
+			t.Errorf("blocklist-agent status of a stopped agent: %v (want exit status 3)\n%s", err, out)
 		}
 		// Stopping the agent leaves the firewall as it was.
 		if !enforced(t, f.b, "rampart")(attacker) || f.pings() {
