@@ -163,6 +163,7 @@ func (r *acmeRig) wantLeaf(t *testing.T, chainPEM []byte, name string, life time
 // certificate is 24 h (the default lifetime), verifies against the root,
 // and pki list names it with the acme provisioner.
 func TestACMECertbot(t *testing.T) {
+	t.Parallel() // mostly waiting (client start-up, CRL ageing): overlap with the other waiters
 	certbot := testenv.Binary(t, "certbot")
 	r := newACMERig(t, "", nil)
 	work := t.TempDir()
@@ -230,6 +231,7 @@ func TestACMECertbot(t *testing.T) {
 // tls-alpn-01 (the only challenge this CA offers here: acme.challenges)
 // and serves it; curl, trusting only the CA's root, gets the page.
 func TestACMECaddy(t *testing.T) {
+	t.Parallel() // mostly waiting (client start-up, CRL ageing): overlap with the other waiters
 	caddy := testenv.Binary(t, "caddy")
 	r := newACMERig(t, "", func(y string) string {
 		return strings.Replace(y, "    challenges:\n        - http-01\n        - tls-alpn-01\n        - dns-01\n", "    challenges: [tls-alpn-01]\n", 1)
@@ -292,6 +294,7 @@ caddy.acme.test {
 // ARI renewalInfo, so acme-renew falls back to its lifetime rule) and
 // acme-renew check is happy.
 func TestACMERenewDNS01(t *testing.T) {
+	t.Parallel() // mostly waiting (client start-up, CRL ageing): overlap with the other waiters
 	challtestsrv := testenv.Binary(t, "pebble-challtestsrv")
 	pg := testenv.StartPostgres(t)
 	u, err := url.Parse(pg.DSN)
@@ -375,6 +378,7 @@ certificates:
 // refused an account; with a key from `pki acme-eab` it obtains a
 // certificate; the same key cannot open a second account.
 func TestACMECertbotEAB(t *testing.T) {
+	t.Parallel() // mostly waiting (client start-up, CRL ageing): overlap with the other waiters
 	certbot := testenv.Binary(t, "certbot")
 	r := newACMERig(t, "", func(y string) string { return strings.Replace(y, "require_eab: false", "require_eab: true", 1) })
 	env := []string{"REQUESTS_CA_BUNDLE=" + r.root}

@@ -131,6 +131,7 @@ func serialOf(t *testing.T, dir string) string {
 // good CRL stays in force until max_age, then every client is refused
 // (fail closed), and rampart_pki_crl_age_seconds says how old it is.
 func TestCRLBlocklistdRefusesRevoked(t *testing.T) {
+	t.Parallel() // mostly waiting (client start-up, CRL ageing): overlap with the other waiters
 	c := startCLICA(t, func(y string) string {
 		if !strings.Contains(y, "renew_period: 5m0s") {
 			t.Fatalf("pki init wrote no crl.renew_period:\n%s", y)
