@@ -34,7 +34,8 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if feeds := fc.ServerConfig().Feeds; len(feeds) != 2 || feeds[0].Interval != 12*time.Hour || feeds[1].Parse.MaxBits4 != 8 {
+	if feeds := fc.ServerConfig().Feeds; len(feeds) != 3 || feeds[0].Interval != 12*time.Hour || feeds[0].Limits.MaxShrink != 0.5 ||
+		!strings.HasPrefix(feeds[1].URL, "file:///") || feeds[2].Parse.MaxBits4 != 8 {
 		t.Fatalf("feeds = %+v", feeds)
 	}
 }
