@@ -239,6 +239,11 @@ func TestACMECaddy(t *testing.T) {
 	if !strings.Contains(readFile(t, r.cfg), "challenges: [tls-alpn-01]") {
 		t.Fatalf("could not restrict acme.challenges:\n%s", readFile(t, r.cfg))
 	}
+	// The README's example parses.
+	if out, err := exec.Command(caddy, "adapt", "--config", filepath.Join(testenv.ModuleRoot(), "examples", "pki", "acme", "Caddyfile"),
+		"--adapter", "caddyfile").CombinedOutput(); err != nil {
+		t.Errorf("caddy adapt examples/pki/acme/Caddyfile: %v\n%s", err, out)
+	}
 	work := t.TempDir()
 	caddyfile := filepath.Join(work, "Caddyfile")
 	if err := os.WriteFile(caddyfile, []byte(fmt.Sprintf(`{
@@ -349,6 +354,9 @@ certificates:
 		t.Fatal(err)
 	}
 	bin := testenv.BuildCommand(t, "acme-renew")
+	if out, err := exec.Command(bin, "run", "--check", "--config", filepath.Join(testenv.ModuleRoot(), "examples", "pki", "acme", "acme-renew-internal.yaml")).CombinedOutput(); err != nil {
+		t.Errorf("acme-renew run --check examples/pki/acme/acme-renew-internal.yaml: %v\n%s", err, out)
+	}
 	out, err := r.run(t, nil, bin, "run", "--config", cfg)
 	if err != nil {
 		t.Fatalf("acme-renew run: %v\n%s\npki serve:\n%s\nchalltestsrv:\n%s", err, out, r.serveOut.String(), dnsOut.String())
