@@ -132,7 +132,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if *verbose {
-		legolog.Logger = log.New(stderr, "lego: ", log.LstdFlags)
+		defer acme.SetLegoLogger(logger)()
 	} else {
 		legolog.Logger = log.New(io.Discard, "", 0)
 	}
