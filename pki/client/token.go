@@ -186,12 +186,12 @@ func CheckSAN(n string) error {
 		return nil
 	case strings.ContainsRune(n, '@'):
 		local, domain, _ := strings.Cut(n, "@")
-		if local == "" || strings.ContainsAny(local, " \t\r\n<>") || checkDNSName(domain) != nil {
+		if local == "" || !printableASCII(local) || strings.ContainsAny(local, "<>") || checkDNSName(domain) != nil {
 			return fmt.Errorf("%q: not an e-mail address", n)
 		}
 		return nil
 	case strings.Contains(n, ":"):
-		if u, err := url.Parse(n); err == nil && u.Scheme != "" && (u.Host != "" || u.Opaque != "") && !strings.ContainsAny(n, " \t\r\n") {
+		if u, err := url.Parse(n); err == nil && u.Scheme != "" && (u.Host != "" || u.Opaque != "") && printableASCII(n) {
 			return nil
 		}
 		return fmt.Errorf("%q: not a URI", n)
@@ -200,6 +200,16 @@ func CheckSAN(n string) error {
 		return fmt.Errorf("%q: not a DNS name or IP address: %w", n, err)
 	}
 	return nil
+}
+
+// printableASCII: what an X.509 IA5String SAN can hold, without spaces.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= 0x20 || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // checkDNSName applies RFC 1123's host name syntax.
