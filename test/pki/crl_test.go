@@ -339,6 +339,20 @@ func TestCRLSource(t *testing.T) {
 				next.RevokedCertificateEntries[0].SerialNumber.String() != serial || resp.Header.Get("ETag") == etag {
 				t.Fatalf("CRL after revoke: number %v (was %v), entries %v, ETag %q", next.Number, crl.Number, next.RevokedCertificateEntries, resp.Header.Get("ETag"))
 			}
+			// The step CLI, an independent reader, verifies the CRL
+			// against the intermediate and sees the serial.
+			step := testenv.Binary(t, "step")
+			out, err := runOut([]string{"STEPPATH=" + t.TempDir()}, step, "crl", "inspect", "--format", "json",
+				"--ca", filepath.Join(c.dir, "intermediate_ca.crt"), "--roots", filepath.Join(c.dir, "root_ca.crt"), c.url+"/1.0/crl")
+			if err != nil || !strings.Contains(out, serial) || !strings.Contains(out, `"valid": true`) {
+				t.Errorf("step crl inspect --ca intermediate: %v\n%s", err, out)
+			}
+			// ... and it is the signature check that says so.
+			if out, err := runOut([]string{"STEPPATH=" + t.TempDir()}, step, "crl", "inspect", "--format", "json",
+				"--ca", filepath.Join(c.dir, "root_ca.crt"), "--roots", filepath.Join(c.dir, "root_ca.crt"), c.url+"/1.0/crl"); err != nil ||
+				!strings.Contains(out, `"valid": false`) {
+				t.Errorf("step crl inspect --ca root (not the signer): %v\n%s", err, out)
+			}
 			deadline := time.Now().Add(10 * time.Second)
 			for call(bad) == nil && time.Now().Before(deadline) {
 				time.Sleep(100 * time.Millisecond)
