@@ -9,7 +9,7 @@ import (
 	"github.com/go-acme/lego/v4/certificate"
 )
 
-func leafOfPair(t *testing.T, p Pair) *x509.Certificate {
+func leafOfPair(t testing.TB, p Pair) *x509.Certificate {
 	t.Helper()
 	b, _ := pem.Decode(p.CertPEM)
 	c, err := x509.ParseCertificate(b.Bytes)
