@@ -512,10 +512,19 @@ func (s *Server) forgetAgents(before time.Time) {
 	}
 }
 
+// Report is the body of a reporter's POST /v1/report (what
+// blocklist/client's Report sends), as [ParseReport] checks it.
+type Report struct {
+	Addr   string // one IP address
+	Reason string // why, for the list and the logs
+	Count  int    // matches the reporter saw
+	Window string // Go duration the matches were seen in; "" is the server's threshold window
+}
+
 // ParseReport validates a report body: one address that [CheckBannable]
 // accepts, a reason that [CheckReason] accepts, a count between 1 and
 // 1,000,000, and an optional window up to 24h.
-func ParseReport(body wire.Report) (netip.Addr, int, error) {
+func ParseReport(body Report) (netip.Addr, int, error) {
 	a, err := netip.ParseAddr(strings.TrimSpace(body.Addr))
 	if err != nil {
 		return netip.Addr{}, 0, fmt.Errorf("addr %q: not an IP address", clip(body.Addr))
@@ -563,7 +572,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, c caller) 
 		reject(code, err.Error())
 		return
 	}
-	addr, count, err := ParseReport(body)
+	addr, count, err := ParseReport(Report(body))
 	if err != nil {
 		reject(http.StatusBadRequest, err.Error())
 		return
