@@ -93,10 +93,11 @@ type Options struct {
 	Sinks []Sink
 }
 
-// Open opens (or creates, mode 0600) the log at path and continues its
-// chain from the last complete line.
+// Open opens (or creates, mode 0640 less the umask) the log at path and
+// continues its chain from the last complete line. Group read lets
+// blocklist-agent's bastion detector (in the bastion's group) follow it.
 func Open(path string, opts Options) (*Log, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}
