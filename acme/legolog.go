@@ -59,9 +59,11 @@ func (s slogLego) emit(level slog.Level, msg string) {
 	s.l.Log(context.Background(), level, msg, attrs...)
 }
 
-func (s slogLego) Print(args ...any)                 { s.emit(slog.LevelInfo, fmt.Sprint(args...)) }
-func (s slogLego) Println(args ...any)               { s.emit(slog.LevelInfo, fmt.Sprintln(args...)) }
-func (s slogLego) Printf(format string, args ...any) { s.emit(slog.LevelInfo, fmt.Sprintf(format, args...)) }
+func (s slogLego) Print(args ...any)   { s.emit(slog.LevelInfo, fmt.Sprint(args...)) }
+func (s slogLego) Println(args ...any) { s.emit(slog.LevelInfo, fmt.Sprintln(args...)) }
+func (s slogLego) Printf(format string, args ...any) {
+	s.emit(slog.LevelInfo, fmt.Sprintf(format, args...))
+}
 
 func (s slogLego) Fatal(args ...any) {
 	s.emit(slog.LevelError, fmt.Sprint(args...))
