@@ -555,9 +555,12 @@ func replacesRefused(err error) bool {
 	if !errors.As(err, &pd) {
 		return false
 	}
+	if pd.Type == legoacme.RateLimitedErr {
+		return false
+	}
 	d := strings.ToLower(pd.Detail)
 	return pd.Type == legoacme.AlreadyReplacedErr || pd.HTTPStatus == http.StatusConflict ||
-		pd.Type == malformed || strings.Contains(d, "ari") || strings.Contains(d, "replaces")
+		pd.Type == malformed || strings.Contains(d, "ari certid") || strings.Contains(d, "replaces")
 }
 
 // replaces is the ARI identifier of the certificate being replaced. It is
