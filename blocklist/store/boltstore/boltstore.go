@@ -119,12 +119,24 @@ func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change,
 	var ch store.Change
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		ch = store.Change{Mutations: make([]store.Mutation, 0, len(muts))}
+		var decJSON [][]byte // PutDecision records already encoded, by index in ch.Mutations
 		dec, al, off := tx.Bucket(bDecisions), tx.Bucket(bAllow), tx.Bucket(bOffenders)
 		for _, m := range muts {
 			switch m.Op {
 			case store.PutDecision:
-				if err := put(dec, m.Decision.Key(), m.Decision); err != nil {
+				data, err := json.Marshal(m.Decision)
+				if err != nil {
 					return err
+				}
+				if err := dec.Put([]byte(m.Decision.Key()), data); err != nil {
+					return err
+				}
+				if len(muts) >= compressAbove {
+					// The change log repeats the record: encode it once.
+					if decJSON == nil {
+						decJSON = make([][]byte, len(muts))
+					}
+					decJSON[len(ch.Mutations)] = data
 				}
 				ch.Mutations = append(ch.Mutations, m)
 			case store.DeleteDecision:
@@ -191,7 +203,7 @@ func (s *Store) Apply(ctx context.Context, muts []store.Mutation) (store.Change,
 		if err := meta.Put(kSeq, be(seq)); err != nil {
 			return err
 		}
-		data, err := encodeMutations(ch.Mutations)
+		data, err := encodeMutations(ch.Mutations, decJSON)
 		if err != nil {
 			return err
 		}
@@ -317,7 +329,8 @@ func (s *Store) Changes(ctx context.Context, after uint64, limit int) ([]store.C
 const compressAbove = 256
 
 // encodeMutations is a change-log value: a JSON array, gzipped when long.
-func encodeMutations(muts []store.Mutation) ([]byte, error) {
+// decJSON holds PutDecision records already encoded, by index (nil: none).
+func encodeMutations(muts []store.Mutation, decJSON [][]byte) ([]byte, error) {
 	if len(muts) < compressAbove {
 		return json.Marshal(muts)
 	}
@@ -328,6 +341,14 @@ func encodeMutations(muts []store.Mutation) ([]byte, error) {
 	for i := range muts {
 		if i > 0 {
 			zw.Write([]byte{','})
+		}
+		if i < len(decJSON) && decJSON[i] != nil {
+			d := decJSON[i]
+			// What json.Marshal writes for a PutDecision Mutation.
+			zw.Write([]byte(`{"op":"put-decision","decision":`))
+			zw.Write(d)
+			zw.Write([]byte{'}'})
+			continue
 		}
 		if err := enc.Encode(&muts[i]); err != nil {
 			return nil, err
