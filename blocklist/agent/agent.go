@@ -54,7 +54,17 @@ type Options struct {
 	Clock Clock
 	// NoSocket disables the status socket (tests that run many agents).
 	NoSocket bool
+	// HostAddrsInterval is how often the host's own addresses
+	// (Policy.HostAddrs, else every interface's) are read again (default
+	// 30s; negative: only when a change arrives). When they differ from
+	// the ones the enforced set was built with, the whole set is replaced:
+	// an address the host gained is unblocked, one it lost is enforced
+	// again, without waiting for blocklistd to send a full snapshot.
+	HostAddrsInterval time.Duration
 }
+
+// DefaultHostAddrsInterval is Options.HostAddrsInterval when unset.
+const DefaultHostAddrsInterval = 30 * time.Second
 
 // Agent follows blocklistd and enforces its decisions on this host.
 type Agent struct {
@@ -63,10 +73,18 @@ type Agent struct {
 	clock   Clock
 	metrics *agentMetrics
 
+	// fw serializes what touches the firewall, entries, dirty and
+	// hostAddrs: the follow loop and the host-address watcher.
+	fw sync.Mutex
 	// entries is the server set at version; only the Run goroutine
-	// writes it.
+	// writes it (under fw).
 	entries []netip.Prefix
-	version uint64
+	// hostAddrs are this host's addresses (sorted, unique) the enforced
+	// set was last fully built with; hostKnown is false until this
+	// process replaced the set once.
+	hostAddrs []netip.Addr
+	hostKnown bool
+	version   uint64
 	// dirty means the backend may not hold entries (a failed apply): the
 	// next change must be a full Replace.
 	dirty bool
@@ -109,11 +127,14 @@ func New(o Options) (*Agent, error) {
 	if o.Clock == nil {
 		o.Clock = SystemClock{}
 	}
+	if o.HostAddrsInterval == 0 {
+		o.HostAddrsInterval = DefaultHostAddrsInterval
+	}
 	a := &Agent{o: o, log: o.Logger, clock: o.Clock, wake: make(chan struct{}, 1)}
 	now := o.Clock.Now()
 	a.status = Status{PID: os.Getpid(), Started: now, Updated: now, Server: o.ServerName,
 		Backend: o.BackendName, Table: o.Table}
-	m, err := newMetrics(o.Registry, a.lag)
+	m, err := newMetrics(o.Registry, a.lag, a.refused)
 	if err != nil {
 		return nil, fmt.Errorf("blocklist agent: metrics: %w", err)
 	}
@@ -129,6 +150,14 @@ func (a *Agent) lag() float64 {
 		since = a.status.Started
 	}
 	return a.clock.Now().Sub(since).Seconds()
+}
+
+// refused is the number of entries the policy refuses now (the
+// rampart_blocklist_agent_refused_entries gauge).
+func (a *Agent) refused() float64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return float64(a.status.Refused)
 }
 
 // Status returns a copy of the current status.
@@ -154,7 +183,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.restore(ctx)
 	stop, done := make(chan struct{}), make(chan struct{})
 	go a.persistLoop(stop, done)
+	wctx, wcancel := context.WithCancel(ctx)
+	wdone := make(chan struct{})
+	go func() {
+		defer close(wdone)
+		a.watchHostAddrs(wctx)
+	}()
 	a.follow(ctx)
+	wcancel()
+	<-wdone
 	close(stop)
 	<-done
 	return nil
@@ -236,6 +273,8 @@ func (a *Agent) restore(ctx context.Context) {
 // enforceSaved makes the firewall enforce a saved snapshot and adopts its
 // version.
 func (a *Agent) enforceSaved(ctx context.Context, snap Snapshot) error {
+	a.fw.Lock()
+	defer a.fw.Unlock()
 	path := filepath.Join(a.o.StateDir, SnapshotFile)
 	if err := a.replace(ctx, snap.Entries); err != nil {
 		return &applyError{fmt.Errorf("enforce saved snapshot %s (version %d): %w", path, snap.Version, err)}
@@ -341,6 +380,8 @@ func (e *applyError) Unwrap() error { return e.err }
 
 // handle enforces one answer from blocklistd, then persists it.
 func (a *Agent) handle(ctx context.Context, u client.Update) error {
+	a.fw.Lock()
+	defer a.fw.Unlock()
 	var next []netip.Prefix
 	start := time.Now()
 	switch {
@@ -374,9 +415,14 @@ func (a *Agent) handle(ctx context.Context, u client.Update) error {
 	return nil
 }
 
-// replace makes the firewall enforce exactly entries (after the policy).
+// replace makes the firewall enforce exactly entries (after the policy),
+// built with the host's addresses as they are now.
 func (a *Agent) replace(ctx context.Context, entries []netip.Prefix) error {
-	set, st, err := a.o.Policy.BuildSet(slices.Values(entries))
+	addrs, err := a.readHostAddrs()
+	if err != nil {
+		return err
+	}
+	set, st, err := a.policyWith(addrs).BuildSet(slices.Values(entries))
 	if err != nil {
 		return err
 	}
@@ -387,11 +433,129 @@ func (a *Agent) replace(ctx context.Context, entries []netip.Prefix) error {
 	}
 	a.metrics.applyDuration.WithLabelValues("replace").Observe(time.Since(start).Seconds())
 	a.dirty = false
+	a.hostAddrs, a.hostKnown = addrs, true
 	a.update(func(s *Status) { s.Refused, s.Allowlisted = st.Refused, st.Allowlisted })
 	if st.Refused > 0 {
-		a.log.Warn("entries refused by the firewall policy (too broad or invalid)", "refused", st.Refused)
+		a.logRefused(st.Refused, entries)
 	}
 	return nil
+}
+
+// logRefused says loudly that entries are not enforced: a prefix broader
+// than this agent accepts is dropped whole, and blocklistd publishes only
+// the widest of nested decisions, so the narrower bans inside it are not
+// enforced either. entries are searched for a few examples.
+func (a *Agent) logRefused(n int, entries []netip.Prefix) {
+	var examples []string
+	for _, p := range entries {
+		if err := a.o.Policy.Check(p); err != nil {
+			examples = append(examples, err.Error())
+			if len(examples) == 5 {
+				break
+			}
+		}
+	}
+	a.log.Error("entries refused by this agent's policy are NOT enforced, nor any narrower ban blocklistd folded into them; "+
+		"set firewall.allow_broad: true on the agents or narrow blocklistd's policy.min_prefix_v4/v6",
+		"refused", n, "examples", examples)
+}
+
+// readHostAddrs returns this host's addresses (Policy.HostAddrs, else
+// every interface's), unmapped, without zones, sorted and unique.
+func (a *Agent) readHostAddrs() ([]netip.Addr, error) {
+	src := a.o.Policy.HostAddrs
+	if src == nil {
+		src = firewall.InterfaceAddrs
+	}
+	addrs, err := src()
+	if err != nil {
+		return nil, fmt.Errorf("list this host's addresses for the allowlist: %w", err)
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, ad := range addrs {
+		out = append(out, ad.Unmap().WithZone(""))
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out), nil
+}
+
+// policyWith is the agent's policy with the host's addresses fixed to
+// addrs, so that what is recorded is what the set was built with.
+func (a *Agent) policyWith(addrs []netip.Addr) firewall.Policy {
+	p := a.o.Policy
+	p.HostAddrs = func() ([]netip.Addr, error) { return addrs, nil }
+	return p
+}
+
+// watchHostAddrs re-reads the host's addresses every HostAddrsInterval
+// until ctx ends.
+func (a *Agent) watchHostAddrs(ctx context.Context) {
+	if a.o.HostAddrsInterval < 0 {
+		return
+	}
+	t := time.NewTicker(a.o.HostAddrsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.recheckHostAddrs(ctx)
+		}
+	}
+}
+
+// recheckHostAddrs replaces the whole set when the host's addresses
+// differ from those the enforced set was built with (a delta only
+// filters what it adds), and reports whether it did. Before this process
+// enforced anything it does nothing: the agent never loads a set it has
+// not received or restored.
+func (a *Agent) recheckHostAddrs(ctx context.Context) bool {
+	a.fw.Lock()
+	defer a.fw.Unlock()
+	if !a.hostKnown {
+		return false
+	}
+	addrs, err := a.readHostAddrs()
+	if err != nil {
+		a.log.Warn("cannot re-read this host's addresses; the set keeps the ones it was built with", "err", err)
+		return false
+	}
+	if slices.Equal(addrs, a.hostAddrs) {
+		return false
+	}
+	gained, lost := addrDiff(a.hostAddrs, addrs)
+	a.log.Info("this host's addresses changed; replacing the whole set so that they are never blocked and the ones it lost are enforced",
+		"gained", gained, "lost", lost, "entries", len(a.entries))
+	a.metrics.hostAddrChanges.Inc()
+	if err := a.replace(ctx, a.entries); err != nil {
+		// dirty is set: the next change from blocklistd is a full
+		// replace, and the next check tries again.
+		a.log.Error("the firewall refused the set rebuilt for the host's new addresses", "err", err)
+		a.update(func(s *Status) {
+			s.LastError = "firewall: " + err.Error()
+			s.ErrorAt = a.clock.Now()
+		})
+		return false
+	}
+	a.update(func(s *Status) { s.LastChange = a.clock.Now() })
+	return true
+}
+
+// addrDiff returns the addresses of next missing from prev (gained) and
+// those of prev missing from next (lost); both are sorted and unique.
+func addrDiff(prev, next []netip.Addr) (gained, lost []netip.Addr) {
+	for _, ad := range next {
+		if _, ok := slices.BinarySearchFunc(prev, ad, netip.Addr.Compare); !ok {
+			gained = append(gained, ad)
+		}
+	}
+	for _, ad := range prev {
+		if _, ok := slices.BinarySearchFunc(next, ad, netip.Addr.Compare); !ok {
+			lost = append(lost, ad)
+		}
+	}
+	return gained, lost
 }
 
 // apply pushes the change from cur to next (add and remove, as
@@ -401,24 +565,36 @@ func (a *Agent) apply(ctx context.Context, cur, next, add, remove []netip.Prefix
 	if a.dirty {
 		return a.replace(ctx, next)
 	}
-	pd, st, err := a.o.Policy.BuildDelta(firewallDelta(next, add, remove))
+	// A delta filters only what it adds through the host's addresses: when
+	// they changed since the set was built, the whole set is rebuilt.
+	addrs, err := a.readHostAddrs()
 	if err != nil {
 		return err
 	}
-	if st.Refused > 0 {
-		a.log.Warn("blocklistd sent entries the policy refuses", "refused", st.Refused)
+	if !a.hostKnown || !slices.Equal(addrs, a.hostAddrs) {
+		if a.hostKnown {
+			gained, lost := addrDiff(a.hostAddrs, addrs)
+			a.log.Info("this host's addresses changed; replacing the whole set instead of applying the delta", "gained", gained, "lost", lost)
+			a.metrics.hostAddrChanges.Inc()
+		}
+		return a.replace(ctx, next)
+	}
+	pol := a.policyWith(addrs)
+	pd, st, err := pol.BuildDelta(firewallDelta(next, add, remove))
+	if err != nil {
+		return err
 	}
 	// The status counts what a full replace of next would: entries that
 	// came and went, not the ones re-added around a removal.
 	came, went := changedEntries(cur, next, add, remove)
 	var stCame, stWent firewall.Stats
 	if len(came) > 0 {
-		if _, stCame, err = a.o.Policy.Build(came); err != nil {
+		if _, stCame, err = pol.Build(came); err != nil {
 			return err
 		}
 	}
 	if len(went) > 0 {
-		if _, stWent, err = a.o.Policy.Build(went); err != nil {
+		if _, stWent, err = pol.Build(went); err != nil {
 			return err
 		}
 	}
@@ -432,6 +608,9 @@ func (a *Agent) apply(ctx context.Context, cur, next, add, remove []netip.Prefix
 		s.Allowlisted += stCame.Allowlisted - stWent.Allowlisted
 		s.Refused += stCame.Refused - stWent.Refused
 	})
+	if st.Refused > 0 {
+		a.logRefused(st.Refused, add)
+	}
 	return nil
 }
 

@@ -66,6 +66,9 @@ type FirewallConfig struct {
 	// loopback, link-local, this host's addresses and blocklistd's.
 	Allow      []string `yaml:"allow"`
 	AllowBroad bool     `yaml:"allow_broad"`
+	// HostAddrsInterval is how often this host's own addresses are read
+	// again; when they changed, the whole set is rebuilt (default 30s).
+	HostAddrsInterval config.Duration `yaml:"host_addrs_interval"`
 }
 
 // MetricsConfig is the Prometheus endpoint.
@@ -143,6 +146,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Firewall.Table == "" {
 		c.Firewall.Table = DefaultTable
+	}
+	if c.Firewall.HostAddrsInterval == 0 {
+		c.Firewall.HostAddrsInterval = config.Duration(DefaultHostAddrsInterval)
+	}
+	if c.Firewall.HostAddrsInterval < config.Duration(100*time.Millisecond) {
+		return fmt.Errorf("firewall.host_addrs_interval %v: want at least 100ms", c.Firewall.HostAddrsInterval)
 	}
 	if err := c.Firewall.check(); err != nil {
 		return err

@@ -22,6 +22,9 @@ func TestExampleConfig(t *testing.T) {
 	if c.Server.CA != dir+"root.pem" || c.Server.Cert != dir+"cert.pem" || c.Server.Key != dir+"key.pem" {
 		t.Errorf("cert_dir not expanded: %+v", c.Server)
 	}
+	if time.Duration(c.Firewall.HostAddrsInterval) != DefaultHostAddrsInterval {
+		t.Errorf("firewall.host_addrs_interval = %v, want %v", c.Firewall.HostAddrsInterval, DefaultHostAddrsInterval)
+	}
 	if time.Duration(c.Server.Wait) != time.Minute || c.StateDir != DefaultStateDir || len(c.Detectors) != 2 || c.Firewall.Table != DefaultTable {
 		t.Errorf("example config = %+v", c)
 	}
@@ -48,6 +51,8 @@ func TestConfigValidate(t *testing.T) {
 		{"pf with netns", base + "firewall: {backend: pf, netns: /run/netns/x}\n", "nftables only"},
 		{"nftables with pfctl", base + "firewall: {backend: nftables, pfctl: /sbin/pfctl}\n", "pf only"},
 		{"pf table name", base + "firewall: {backend: pf, table: 'a b'}\n", "firewall.table"},
+		{"host addrs interval", base + "firewall: {host_addrs_interval: 5s}\n", ""},
+		{"host addrs interval too short", base + "firewall: {host_addrs_interval: 10ms}\n", "firewall.host_addrs_interval 10ms: want at least 100ms"},
 		{"bad detector", base + "detectors: [{type: sshd}]\n", "detectors[0]"},
 	}
 	for _, tt := range tests {

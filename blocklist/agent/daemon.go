@@ -87,6 +87,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Backoff:     Backoff{Min: time.Duration(cfg.Server.BackoffMin), Max: time.Duration(cfg.Server.BackoffMax)},
 		Logger:      log,
 		Registry:    reg,
+
+		HostAddrsInterval: time.Duration(cfg.Firewall.HostAddrsInterval),
 	})
 	if err != nil {
 		return err

@@ -11,9 +11,12 @@ type agentMetrics struct {
 	version       prometheus.Gauge
 	reachable     prometheus.Gauge
 	lastSync      prometheus.Gauge
+	// hostAddrChanges counts rebuilds of the whole set because the host's
+	// addresses changed.
+	hostAddrChanges prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, lag func() float64) (*agentMetrics, error) {
+func newMetrics(reg prometheus.Registerer, lag, refused func() float64) (*agentMetrics, error) {
 	m := &agentMetrics{
 		applyDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "rampart_blocklist_agent_apply_duration_seconds",
@@ -40,8 +43,16 @@ func newMetrics(reg prometheus.Registerer, lag func() float64) (*agentMetrics, e
 			Name: "rampart_blocklist_agent_last_sync_timestamp_seconds",
 			Help: "Unix time blocklistd last answered this agent.",
 		}),
+		hostAddrChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rampart_blocklist_agent_host_address_changes_total",
+			Help: "Times the whole set was rebuilt because this host's addresses changed.",
+		}),
 	}
-	cs := []prometheus.Collector{m.applyDuration, m.syncErrors, m.entries, m.version, m.reachable, m.lastSync,
+	cs := []prometheus.Collector{m.applyDuration, m.syncErrors, m.entries, m.version, m.reachable, m.lastSync, m.hostAddrChanges,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rampart_blocklist_agent_refused_entries",
+			Help: "Entries of blocklistd's set this agent's policy refuses (broader than it accepts, or invalid): not enforced, nor the narrower bans blocklistd folded into them.",
+		}, refused),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rampart_blocklist_agent_sync_lag_seconds",
 			Help: "Seconds since blocklistd last answered (since start when it never did).",
