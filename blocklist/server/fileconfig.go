@@ -10,12 +10,15 @@ import (
 	"strings"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/rampart-sec/rampart/blocklist/feed"
 	"github.com/rampart-sec/rampart/blocklist/internal/devcert"
 	"github.com/rampart-sec/rampart/blocklist/listfile"
 	"github.com/rampart-sec/rampart/blocklist/store"
 	"github.com/rampart-sec/rampart/blocklist/store/boltstore"
 	"github.com/rampart-sec/rampart/blocklist/store/pgstore"
+	"github.com/rampart-sec/rampart/firewall"
 	"github.com/rampart-sec/rampart/pkg/config"
 	pkiclient "github.com/rampart-sec/rampart/pki/client"
 )
@@ -49,9 +52,13 @@ type FileConfig struct {
 		MaxBan      config.Duration `yaml:"max_ban"`
 		ForgetAfter config.Duration `yaml:"forget_after"`
 		IPv6Prefix  int             `yaml:"ipv6_prefix"`
-		MinPrefixV4 int             `yaml:"min_prefix_v4"`
-		MinPrefixV6 int             `yaml:"min_prefix_v6"`
+		MinPrefixV4 PrefixLen       `yaml:"min_prefix_v4"`
+		MinPrefixV6 PrefixLen       `yaml:"min_prefix_v6"`
 		ManualTTL   config.Duration `yaml:"manual_ttl"`
+		// AgentsAllowBroad says every agent sets firewall.allow_broad, so
+		// min_prefix_v4/v6 may be broader than the agents' default limit
+		// (/8, /32); see checkAgentLimit.
+		AgentsAllowBroad bool `yaml:"agents_allow_broad"`
 	} `yaml:"policy"`
 	Reporters struct {
 		Rate  float64 `yaml:"rate"`
@@ -120,12 +127,14 @@ func (c *FileConfig) Validate() error {
 	if p := c.Policy.IPv6Prefix; p != 0 && (p < 32 || p > 128) {
 		errs = append(errs, fmt.Errorf("policy.ipv6_prefix %d: want 32 to 128", p))
 	}
-	if p := c.Policy.MinPrefixV4; p < 0 || p > 32 {
+	if p := c.Policy.MinPrefixV4.Bits; p < 0 || p > 32 {
 		errs = append(errs, fmt.Errorf("policy.min_prefix_v4 %d: want 1 to 32", p))
 	}
-	if p := c.Policy.MinPrefixV6; p < 0 || p > 128 {
+	if p := c.Policy.MinPrefixV6.Bits; p < 0 || p > 128 {
 		errs = append(errs, fmt.Errorf("policy.min_prefix_v6 %d: want 1 to 128", p))
 	}
+	errs = append(errs, c.checkAgentLimit("min_prefix_v4", c.Policy.MinPrefixV4, firewall.DefaultMaxBits4),
+		c.checkAgentLimit("min_prefix_v6", c.Policy.MinPrefixV6, firewall.DefaultMaxBits6))
 	for i, a := range c.Allow {
 		if _, err := ParsePrefix(a); err != nil {
 			errs = append(errs, fmt.Errorf("allow[%d]: %w", i, err))
@@ -153,6 +162,43 @@ func (c *FileConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
+// checkAgentLimit refuses a policy bound broader than what agents accept
+// by default (agentBits, firewall.DefaultMaxBits4/6) unless
+// policy.agents_allow_broad says every agent sets firewall.allow_broad.
+// An agent refuses such an entry whole, and blocklistd publishes only the
+// widest of nested decisions, so the narrower bans inside it would be
+// lost on the agents without any error on blocklistd's side.
+func (c *FileConfig) checkAgentLimit(key string, v PrefixLen, agentBits int) error {
+	if v.Bits <= 0 || v.Bits >= agentBits || c.Policy.AgentsAllowBroad {
+		return nil
+	}
+	where := ""
+	if v.line > 0 {
+		where = fmt.Sprintf("line %d: ", v.line)
+	}
+	return fmt.Errorf("%spolicy.%s %d: broader than agents accept (/%d) unless their firewall.allow_broad is set; "+
+		"an agent refuses such a ban whole and with it every narrower ban inside it, which blocklistd does not publish separately: "+
+		"use %d or more, or set policy.agents_allow_broad: true once every agent has firewall.allow_broad: true",
+		where, key, v.Bits, agentBits, agentBits)
+}
+
+// PrefixLen is a prefix length in blocklistd.yaml (policy.min_prefix_v4,
+// min_prefix_v6); it remembers its line for errors found after decoding.
+type PrefixLen struct {
+	Bits int
+	line int
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (p *PrefixLen) UnmarshalYAML(n *yaml.Node) error {
+	var bits int
+	if err := n.Decode(&bits); err != nil {
+		return err
+	}
+	p.Bits, p.line = bits, n.Line
+	return nil
+}
+
 // LoadFile reads and checks blocklistd.yaml.
 func LoadFile(path string) (*FileConfig, error) {
 	var c FileConfig
@@ -169,7 +215,7 @@ func (c *FileConfig) ServerConfig() Config {
 			Threshold: c.Policy.Threshold, Window: time.Duration(c.Policy.Window),
 			BanTTL: time.Duration(c.Policy.Ban), MaxBanTTL: time.Duration(c.Policy.MaxBan),
 			ForgetAfter: time.Duration(c.Policy.ForgetAfter), IPv6Prefix: c.Policy.IPv6Prefix,
-			MinBits4: c.Policy.MinPrefixV4, MinBits6: c.Policy.MinPrefixV6, ManualTTL: time.Duration(c.Policy.ManualTTL),
+			MinBits4: c.Policy.MinPrefixV4.Bits, MinBits6: c.Policy.MinPrefixV6.Bits, ManualTTL: time.Duration(c.Policy.ManualTTL),
 		},
 		ReportRate:  c.Reporters.Rate,
 		ReportBurst: c.Reporters.Burst,
