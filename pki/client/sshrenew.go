@@ -43,7 +43,7 @@ type SSHHostRenewer struct {
 	// MinBackoff and MaxBackoff bound the retry delay in Run; defaults 1s
 	// and 5m.
 	MinBackoff, MaxBackoff time.Duration
-	// Now is the clock; nil = time.Now.
+	// Now is the clock that decides when a renewal is due; nil = time.Now.
 	Now func() time.Time
 }
 
@@ -127,7 +127,9 @@ func (r *SSHHostRenewer) RenewIfDue(ctx context.Context, force bool) (bool, erro
 }
 
 func (r *SSHHostRenewer) renew(ctx context.Context, cert *ssh.Certificate, key crypto.Signer) error {
-	tok, err := sshPOPToken(r.Client.base.String(), r.Provisioner, cert, key, r.Now())
+	// The token is dated by the real clock: the CA checks it against its
+	// own; Now only decides when a renewal is due.
+	tok, err := sshPOPToken(r.Client.base.String(), r.Provisioner, cert, key, time.Now())
 	if err != nil {
 		return err
 	}

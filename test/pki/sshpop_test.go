@@ -247,3 +247,66 @@ func TestSSHPOPRenewNamePolicy(t *testing.T) {
 		t.Errorf("no refusal line in the CA's log:\n%s", c.logs.String())
 	}
 }
+
+// TestSSHPOPRenewDaemon: SSHHostRenewer.Run (pki renew --ssh-host-key
+// --daemon) renews once the certificate is two thirds through its life,
+// then waits for the new one's turn instead of renewing again. The clock
+// is moved 25 minutes ahead of a 30-minute certificate until it has been
+// replaced.
+func TestSSHPOPRenewDaemon(t *testing.T) {
+	c := newCA(t, "", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	pub, _ := ssh.NewPublicKey(priv.Public())
+	cert, err := c.client().SignSSHHost(ctx, c.prov, pub, []string{"d1.rampart.test"}, 30*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "ssh_host_ed25519_key")
+	blk, _ := ssh.MarshalPrivateKey(priv, "")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(blk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile+"-cert.pub", ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	serialNow := func() uint64 {
+		b, err := os.ReadFile(keyFile + "-cert.pub")
+		if err != nil {
+			return 0
+		}
+		k, _, _, _, err := ssh.ParseAuthorizedKey(b)
+		if err != nil {
+			return 0
+		}
+		return k.(*ssh.Certificate).Serial
+	}
+	clock := func() time.Time {
+		if serialNow() == cert.Serial {
+			return time.Now().Add(25 * time.Minute)
+		}
+		return time.Now()
+	}
+	marker := filepath.Join(dir, "hooks")
+	r := &client.SSHHostRenewer{KeyFile: keyFile, Client: c.client(), Now: clock, Hook: "echo ran >> " + marker}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for serialNow() == cert.Serial && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if serialNow() == cert.Serial {
+		t.Fatal("the daemon did not renew a certificate past two thirds of its life")
+	}
+	time.Sleep(2 * time.Second) // a renewal loop would show here
+	renewed := serialNow()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(readFile(t, marker), "ran"); got != 1 || serialNow() != renewed {
+		t.Errorf("hook ran %d times, want 1 (serial %d then %d)", got, renewed, serialNow())
+	}
+}
