@@ -427,3 +427,25 @@ func TestACMECertbotEAB(t *testing.T) {
 		t.Fatalf("one EAB key opened a second account:\n%s", out)
 	}
 }
+
+// TestACMEStepCLI: the step CLI as an ACME client of pki serve (`step ca
+// certificate --provisioner acme`, its own http-01 server on port 80).
+func TestACMEStepCLI(t *testing.T) {
+	t.Parallel() // mostly waiting
+	step := testenv.Binary(t, "step")
+	r := newACMERig(t, "", nil)
+	work := t.TempDir()
+	crt, key := filepath.Join(work, "web.crt"), filepath.Join(work, "web.key")
+	start := time.Now()
+	out, err := r.run(t, []string{"STEPPATH=" + t.TempDir()}, step, "ca", "certificate", "web.acme.test", crt, key,
+		"--provisioner", "acme", "--ca-url", r.url, "--root", r.root, "--force")
+	t.Logf("step ca certificate over ACME: %s", time.Since(start).Round(100*time.Millisecond))
+	if err != nil {
+		t.Fatalf("step ca certificate --provisioner acme: %v\n%s\npki serve:\n%s", err, out, r.serveOut.String())
+	}
+	chain, err := os.ReadFile(crt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.wantLeaf(t, chain, "web.acme.test", 24*time.Hour)
+}
