@@ -151,15 +151,15 @@ func parseImportCSV(r io.Reader, name string) ([]ImportEntry, []listfile.LineErr
 		if err == io.EOF {
 			return out, rejected, count, nil
 		}
-		line, _ := cr.FieldPos(0)
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
 			reject(pe.Line, "", pe.Err.Error())
 			continue
 		}
 		if err != nil {
-			return out, rejected, count, fmt.Errorf("%s: line %d: read: %w", name, line, err)
+			return out, rejected, count, fmt.Errorf("%s: read: %w", name, err)
 		}
+		line, _ := cr.FieldPos(0) // a record read without error has a field
 		if first && strings.EqualFold(strings.TrimSpace(rec[0]), "prefix") {
 			first = false
 			continue
