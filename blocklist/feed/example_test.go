@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/rampart-sec/rampart/blocklist/feed"
-	"github.com/rampart-sec/rampart/blocklist/listfile"
+	"github.com/rampart-sec/rampart/pkg/listfile"
 )
 
 // Fetch Spamhaus DROP twice: the second request is conditional and, when

@@ -30,7 +30,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rampart-sec/rampart/blocklist/listfile"
+	"github.com/rampart-sec/rampart/pkg/listfile"
 )
 
 // DefaultMaxBytes bounds one feed body.

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/rampart-sec/rampart/blocklist/listfile"
+	"github.com/rampart-sec/rampart/pkg/listfile"
 )
 
 const drop = `; Spamhaus DROP List 2026/11/22

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampart-sec/rampart/blocklist/listfile"
+	"github.com/rampart-sec/rampart/pkg/listfile"
 )
 
 // looksBinaryOrMarkup is the reference for what Parse refuses outright.

@@ -14,12 +14,12 @@ import (
 
 	"github.com/rampart-sec/rampart/blocklist/feed"
 	"github.com/rampart-sec/rampart/blocklist/internal/devcert"
-	"github.com/rampart-sec/rampart/blocklist/listfile"
 	"github.com/rampart-sec/rampart/blocklist/store"
 	"github.com/rampart-sec/rampart/blocklist/store/boltstore"
 	"github.com/rampart-sec/rampart/blocklist/store/pgstore"
 	"github.com/rampart-sec/rampart/firewall"
 	"github.com/rampart-sec/rampart/pkg/config"
+	"github.com/rampart-sec/rampart/pkg/listfile"
 	pkiclient "github.com/rampart-sec/rampart/pki/client"
 )
 

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/rampart-sec/rampart/blocklist/internal/adminapi"
-	"github.com/rampart-sec/rampart/blocklist/listfile"
 	"github.com/rampart-sec/rampart/blocklist/store"
 	"github.com/rampart-sec/rampart/pkg/config"
+	"github.com/rampart-sec/rampart/pkg/listfile"
 )
 
 // MaxImportBytes bounds one import body (about 2 million lines).

@@ -11,9 +11,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/rampart-sec/rampart/blocklist/listfile"
 	"github.com/rampart-sec/rampart/firewall"
 	"github.com/rampart-sec/rampart/firewall/apply"
+	"github.com/rampart-sec/rampart/pkg/listfile"
 )
 
 // maxRejectedShown bounds the rejected lines printed; the summary counts all.

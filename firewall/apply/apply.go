@@ -20,8 +20,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rampart-sec/rampart/blocklist/listfile"
 	"github.com/rampart-sec/rampart/firewall"
+	"github.com/rampart-sec/rampart/pkg/listfile"
 )
 
 // Config says what to enforce.

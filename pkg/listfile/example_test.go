@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/rampart-sec/rampart/blocklist/listfile"
+	"github.com/rampart-sec/rampart/pkg/listfile"
 )
 
 func ExampleParse() {
