@@ -97,6 +97,16 @@ func TestAnsibleFleet(t *testing.T) {
 	// Add web3 (one inventory line), retire web2: one run.
 	inv["rampart_web"] = []string{"web1", "web3"}
 	f.writeInventory(inv, []string{"web2"})
+	// Check mode first: it must get through a host that has nothing yet,
+	// and leave it so. The door must know web3 for that, which only a
+	// real run of bastion.yml does (check mode changes nothing).
+	out = f.ansible("bastion.yml")
+	f.wantRecap(out, map[string]bool{"bastion": true})
+	out = f.ansible("site.yml", "--check", "--limit", "web3,ca")
+	f.wantRecap(out, map[string]bool{"web3": true, "ca": true})
+	if _, err := os.Stat(filepath.Join(f.hosts["web3"].root, "etc/rampart/tls/host/cert.pem")); err == nil {
+		t.Errorf("site.yml --check bootstrapped web3")
+	}
 	out = f.ansible("site.yml")
 	f.wantRecap(out, nil)
 	f.checkCerts("web3")
@@ -529,7 +539,11 @@ func (f *fleet) checkBan(prefix string, hosts ...string) {
 func (f *fleet) checkDoor(want map[string]bool) {
 	f.t.Helper()
 	for name, allowed := range want {
-		cmd := f.admin.Command("ssh", "-F", "ssh_config", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", f.hosts[name].lan, "true")
+		// A connection of its own to the target (not Ansible's
+		// ControlPersist one, which the door let in earlier and does not
+		// cut): the jump is a new channel of the shared door connection.
+		cmd := f.admin.Command("ssh", "-F", "ssh_config", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+			"-o", "ControlPath=none", f.hosts[name].lan, "true")
 		cmd.Dir = f.dir
 		cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
 		out, err := cmd.CombinedOutput()
