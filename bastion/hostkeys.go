@@ -151,3 +151,29 @@ func SSHFP(host string, keys []gossh.PublicKey) (string, error) {
 	}
 	return b.String(), nil
 }
+
+// ReadHostKeys returns the public halves of the host keys in dir without
+// creating any (unlike [LoadHostKeys]): SSHFP records for keys no running
+// bastion presents would be wrong in DNS. A missing key file is skipped;
+// no key at all is an error.
+func ReadHostKeys(dir string) ([]gossh.PublicKey, error) {
+	var keys []gossh.PublicKey
+	for _, name := range []string{HostKeyEd25519, HostKeyECDSA} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		s, err := gossh.ParsePrivateKey(data)
+		if err != nil {
+			return nil, fmt.Errorf("host key %s: %w", filepath.Join(dir, name), err)
+		}
+		keys = append(keys, s.PublicKey())
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("no host keys in %s: bastion serve generates them at its first start", dir)
+	}
+	return keys, nil
+}

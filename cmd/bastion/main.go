@@ -12,6 +12,8 @@
 package main
 
 import (
+	"flag"
+	"fmt"
 	"os"
 
 	"github.com/rampart-sec/rampart/internal/cli"
@@ -41,4 +43,30 @@ func main() {
 		"sessions": cmdSessions,
 		"watch":    cmdWatch,
 	}, os.Args[1:], os.Stderr))
+}
+
+func newFlags(name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet("bastion "+name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: bastion %s\n\n", usage)
+		if s := verbSummaries[name]; s != "" {
+			fmt.Fprintf(fs.Output(), "%s\n\n", s)
+		}
+		fmt.Fprintf(fs.Output(), "flags:\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// verbSummaries are the one-line descriptions --help prints.
+var verbSummaries = map[string]string{
+	"serve":           "Run the SSH bastion: public key plus TOTP or Duo, jump and recorded sessions, hash-chained audit.",
+	"audit verify":    "Check the audit log's hash chain; name the first record that does not follow.",
+	"sshfp":           "Print SSHFP DNS records for the host keys (read only: never creates keys).",
+	"user add":        "Enrol a user: their public key, and a TOTP secret (QR code, otpauth URI) and/or Duo.",
+	"user list":       "List the users with their state, second factor and recovery codes left.",
+	"user disable":    "Refuse every login of the user, keeping keys and secrets.",
+	"user enable":     "Undo user disable.",
+	"user remove":     "Delete the user, their TOTP secret and recovery codes.",
+	"user reset-totp": "Give the user a new TOTP secret (QR code, otpauth URI) and new recovery codes.",
 }
