@@ -2,25 +2,15 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/rampart-sec/rampart/blocklist/client"
 	"github.com/rampart-sec/rampart/blocklist/server"
 	"github.com/rampart-sec/rampart/internal/cli"
 	"github.com/rampart-sec/rampart/pkg/config"
-	pkiclient "github.com/rampart-sec/rampart/pki/client"
 )
 
 type adminFlags struct {
@@ -57,49 +47,7 @@ func (a *adminFlags) client() (*client.Client, error) {
 		a.key = pick(a.key, fc.CLI.Key)
 		a.ca = pick(a.ca, pick(fc.CLI.CA, fc.TLS.ClientCA))
 	}
-	if a.certDir != "" && a.url != "" {
-		// The same loader as the agent's and the daemon's cert_dir.
-		src, err := pkiclient.NewSource(a.certDir)
-		if err != nil {
-			return nil, fmt.Errorf("admin certificate: %w", err)
-		}
-		return client.New(client.Config{URL: a.url, TLS: src.ClientConfig()})
-	}
-	if a.url == "" || a.cert == "" || a.key == "" || a.ca == "" {
-		return nil, errors.New("need --config with a cli: section, or --url with --cert-dir or with --cert, --key and --ca")
-	}
-	cert, err := tls.LoadX509KeyPair(a.cert, a.key)
-	if err != nil {
-		return nil, fmt.Errorf("admin certificate: %w", err)
-	}
-	caPEM, err := os.ReadFile(a.ca)
-	if err != nil {
-		return nil, fmt.Errorf("CA bundle: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("CA bundle %s: no PEM certificates", a.ca)
-	}
-	return client.New(client.Config{URL: a.url, TLS: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}})
-}
-
-// parseArgs accepts flags before and after the one positional argument.
-func parseArgs(fs *flag.FlagSet, args []string, want int) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	if len(pos) != want {
-		return nil, fmt.Errorf("want %d argument(s), got %d (%s)", want, len(pos), strings.Join(pos, " "))
-	}
-	return pos, nil
+	return client.AdminConn{URL: a.url, CertDir: a.certDir, Cert: a.cert, Key: a.key, CA: a.ca}.Dial()
 }
 
 func cmdBan(ctx context.Context, args []string) error {
@@ -111,7 +59,7 @@ func cmdBan(ctx context.Context, args []string) error {
 	ttl := fs.String("ttl", "", "how long the ban lasts (90m, 24h, 7d); default: the server's manual_ttl")
 	reason := fs.String("reason", "", "why, for the list and the logs")
 	force := fs.Bool("force", false, "ban even an address of the fleet's own hosts (learned from agent certificates)")
-	pos, err := parseArgs(fs, args, 1)
+	pos, err := cli.ParseArgs(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -146,7 +94,7 @@ func cmdUnban(ctx context.Context, args []string) error {
 		"Remove a manual ban.")
 	var af adminFlags
 	af.register(fs)
-	pos, err := parseArgs(fs, args, 1)
+	pos, err := cli.ParseArgs(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -173,7 +121,7 @@ func cmdAllow(ctx context.Context, args []string) error {
 	af.register(fs)
 	reason := fs.String("reason", "", "why, for the list and the logs")
 	remove := fs.Bool("remove", false, "take PREFIX off the allowlist instead")
-	pos, err := parseArgs(fs, args, 1)
+	pos, err := cli.ParseArgs(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -197,77 +145,4 @@ func cmdAllow(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("allowed %s\n", p)
 	return nil
-}
-
-func cmdList(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("list", flag.ContinueOnError)
-	cli.Describe(fs, "blocklistd list [--json] [--source S] [--prefix P] [--limit N] [--config FILE]",
-		"List the bans and the allowlist.")
-	var af adminFlags
-	af.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	var f client.ListFilter
-	fs.StringVar(&f.Source, "source", "", "only decisions of this source: manual, report, feed:NAME, feed: (every feed), allow (the allowlist only)")
-	prefix := fs.String("prefix", "", "only entries inside this prefix or covering this address or prefix")
-	fs.IntVar(&f.Limit, "limit", 0, "at most this many decisions (and allowlist entries), in address order; 0: all")
-	if _, err := parseArgs(fs, args, 0); err != nil {
-		return err
-	}
-	if *prefix != "" {
-		p, err := server.ParsePrefix(*prefix)
-		if err != nil {
-			return fmt.Errorf("--prefix: %w", err)
-		}
-		f.Prefix = p
-	}
-	if f.Limit < 0 {
-		return fmt.Errorf("--limit %d: want 0 or more", f.Limit)
-	}
-	c, err := af.client()
-	if err != nil {
-		return err
-	}
-	l, err := c.ListFiltered(ctx, f)
-	if err != nil {
-		return err
-	}
-	return printList(os.Stdout, l, *asJSON)
-}
-
-func printList(w io.Writer, l client.Listing, asJSON bool) error {
-	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(l)
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	shown := fmt.Sprintf("%d decisions", len(l.Decisions))
-	if l.Total > len(l.Decisions) {
-		shown = fmt.Sprintf("%d of %d decisions", len(l.Decisions), l.Total)
-	}
-	fmt.Fprintf(tw, "version %d: %s, %d allowlisted\n", l.Version, shown, len(l.Allow))
-	fmt.Fprintln(tw, "PREFIX\tACTION\tSOURCE\tEXPIRES\tREASON")
-	for _, d := range l.Decisions {
-		exp := "never"
-		if !d.Expires.IsZero() {
-			exp = d.Expires.UTC().Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Prefix, d.Action, escape(d.Source), exp, escape(d.Reason))
-	}
-	for _, a := range l.Allow {
-		fmt.Fprintf(tw, "%s\tallow\t-\tnever\t%s\n", a.Prefix, escape(a.Reason))
-	}
-	return tw.Flush()
-}
-
-// escape quotes text holding anything but printable characters and
-// spaces (control characters, bidi overrides), so a reason recorded by an
-// older version or another writer cannot rewrite the operator's terminal.
-func escape(s string) string {
-	for _, r := range s {
-		if r != ' ' && !unicode.IsPrint(r) {
-			return strconv.QuoteToGraphic(s)
-		}
-	}
-	return s
 }

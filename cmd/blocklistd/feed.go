@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rampart-sec/rampart/blocklist/client"
 	"github.com/rampart-sec/rampart/internal/cli"
 )
 
@@ -53,7 +54,7 @@ func cmdFeed(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf("feed %q: %s", verb, usage)
 	}
-	pos, err := parseArgs(fs, args[1:], want)
+	pos, err := cli.ParseArgs(fs, args[1:], want)
 	if err != nil {
 		return err
 	}
@@ -80,7 +81,7 @@ func cmdFeed(ctx context.Context, args []string) error {
 			}
 			last := "-"
 			if f.LastReason != "" {
-				last = f.LastReason + ": " + escape(f.LastError)
+				last = f.LastReason + ": " + client.SafeText(f.LastError)
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", f.Name, f.Entries, ok, f.Failures, last)
 		}

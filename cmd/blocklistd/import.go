@@ -32,7 +32,7 @@ the checks of a ban; one refused entry refuses the whole import unless
 	format := fs.String("format", "", "list or csv; default: CSV when the first entry holds a comma")
 	skip := fs.Bool("skip-invalid", false, "import the valid entries when some are refused (they are listed)")
 	force := fs.Bool("force", false, "ban entries covering the fleet's own hosts too")
-	pos, err := parseArgs(fs, args, 1)
+	pos, err := cli.ParseArgs(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -65,7 +65,7 @@ the checks of a ban; one refused entry refuses the whole import unless
 		return err
 	}
 	for _, r := range res.Rejected {
-		fmt.Fprintf(os.Stderr, "skipped %s\n", escape(r))
+		fmt.Fprintf(os.Stderr, "skipped %s\n", client.SafeText(r))
 	}
 	if res.RejectedCount > len(res.Rejected) {
 		fmt.Fprintf(os.Stderr, "... %d more skipped\n", res.RejectedCount-len(res.Rejected))

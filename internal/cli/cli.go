@@ -137,3 +137,24 @@ func Describe(fs *flag.FlagSet, synopsis, summary string) {
 		}
 	}
 }
+
+// ParseArgs parses fs from args with flags allowed before, between and
+// after the positional arguments, and returns the positionals, of which
+// there must be exactly want.
+func ParseArgs(fs *flag.FlagSet, args []string, want int) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) != want {
+		return nil, fmt.Errorf("want %d argument(s), got %d (%s)", want, len(pos), strings.Join(pos, " "))
+	}
+	return pos, nil
+}
