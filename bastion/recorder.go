@@ -43,3 +43,20 @@ func NewRecorder(cfg *Config, srv *Server, logger *slog.Logger, reg prometheus.R
 		return p.Serve(sess, user, recorded.Target{Name: t.Name, Addr: t.Addr, User: t.User, HostKeys: t.HostKeys, HostCA: t.HostCA})
 	}, nil
 }
+
+// RecordingsDir returns dir if it is set, else recording.dir from the
+// config file at cfgPath (resolved against the file's directory), which
+// "bastion sessions" and "bastion watch" read.
+func RecordingsDir(dir, cfgPath string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	cfg, err := LoadConfig(cfgPath)
+	if err != nil {
+		return "", fmt.Errorf("finding the recordings directory (or pass --dir): %w", err)
+	}
+	if cfg.Recording.Dir == "" {
+		return "", fmt.Errorf("%s: recording.dir is not set: recorded sessions are off (or pass --dir)", cfgPath)
+	}
+	return cfg.Path(cfg.Recording.Dir), nil
+}

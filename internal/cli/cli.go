@@ -142,19 +142,30 @@ func Describe(fs *flag.FlagSet, synopsis, summary string) {
 // after the positional arguments, and returns the positionals, of which
 // there must be exactly want.
 func ParseArgs(fs *flag.FlagSet, args []string, want int) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := ParseInterspersed(fs, args)
+	if err != nil {
+		return nil, err
 	}
 	if len(pos) != want {
 		return nil, fmt.Errorf("want %d argument(s), got %d (%s)", want, len(pos), strings.Join(pos, " "))
 	}
 	return pos, nil
+}
+
+// ParseInterspersed parses fs from args with flags allowed before,
+// between and after the positional arguments ("replay FILE --speed 2"),
+// and returns the positionals.
+func ParseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
 }
