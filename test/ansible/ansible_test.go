@@ -64,7 +64,7 @@ const lanPrefix = "10.77.0."
 
 func TestAnsibleFleet(t *testing.T) {
 	testenv.RequireRoot(t)
-	for _, b := range []string{"ansible-playbook", "ssh", "sshd", "oathtool", "nft", "ip"} {
+	for _, b := range []string{"ansible-playbook", "ssh", "sshd", "oathtool", "nft", "ip", "systemd-analyze"} {
 		testenv.Binary(t, b)
 	}
 	f := newFleet(t, "bastion", "ca", "web1", "web2", "web3")
@@ -90,6 +90,7 @@ func TestAnsibleFleet(t *testing.T) {
 	f.wantNoChange(out, "ca", "bastion", "web1", "web2")
 	t.Logf("second site.yml run (changed=0): %s", time.Since(start).Round(time.Second))
 
+	f.checkUnits("ca", "bastion", "web1", "web2")
 	f.checkCerts("ca", "bastion", "web1", "web2")
 	f.checkBan("203.0.113.0/24", "ca", "bastion", "web1", "web2")
 	f.checkDoor(map[string]bool{"web1": true, "web2": true, "web3": false})
@@ -441,6 +442,29 @@ func (f *fleet) cleanup() {
 				b, _ := os.ReadFile(l)
 				f.t.Logf("%s %s:\n%s", h.name, filepath.Base(l), tail(string(b), 3000))
 			}
+		}
+	}
+}
+
+// checkUnits: systemd itself accepts every service unit the roles
+// installed (systemd-analyze verify: keys, commands that exist), since
+// only their ExecStart= lines run here.
+func (f *fleet) checkUnits(hosts ...string) {
+	f.t.Helper()
+	for _, name := range hosts {
+		units, _ := filepath.Glob(filepath.Join(f.hosts[name].root, "etc/systemd/system/*.service"))
+		var plain []string
+		for _, u := range units {
+			if !strings.Contains(filepath.Base(u), "@") {
+				plain = append(plain, u)
+			}
+		}
+		if len(plain) == 0 {
+			f.t.Errorf("%s: no unit installed", name)
+			continue
+		}
+		if out, err := exec.Command("systemd-analyze", append([]string{"verify"}, plain...)...).CombinedOutput(); err != nil {
+			f.t.Errorf("%s: systemd-analyze verify %v: %v\n%s", name, plain, err, out)
 		}
 	}
 }
