@@ -176,6 +176,17 @@ func NewRenewer(cfg *Config, opts Options) (*Renewer, error) {
 	return r, nil
 }
 
+// HasCertificate reports whether a certificate is named name, as
+// [Options.Force] and "acme-renew run --force NAME" name them.
+func (c *Config) HasCertificate(name string) bool {
+	for _, cert := range c.Certificates {
+		if cert.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // StatePath is the state file of a config.
 func (c *Config) StatePath() string { return filepath.Join(c.StateDir, "state.json") }
 
