@@ -31,7 +31,7 @@ func cmdACMEEAB(ctx context.Context, args []string) error {
 	if !cfg.ACME.Enabled {
 		return fmt.Errorf("%s: acme.enabled is false: the CA serves no ACME", *cfgPath)
 	}
-	c, err := caClient(cfg)
+	c, err := cfg.Client()
 	if err != nil {
 		return err
 	}

@@ -5,14 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math/big"
-	"os"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/rampart-sec/rampart/internal/cli"
-	"github.com/rampart-sec/rampart/pkg/atomicfile"
 	"github.com/rampart-sec/rampart/pki/ca"
 	"github.com/rampart-sec/rampart/pki/client"
 )
@@ -42,16 +37,13 @@ func cmdInit(_ context.Context, args []string) error {
 	return nil
 }
 
+// loadCA loads pki.yaml and its provisioner key.
 func loadCA(path string) (*ca.Config, *client.Provisioner, error) {
 	cfg, err := ca.LoadConfig(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	fp, err := cfg.RootFingerprint()
-	if err != nil {
-		return nil, nil, err
-	}
-	prov, err := cfg.LoadProvisioner(fp)
+	prov, err := cfg.OpenProvisioner()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -114,15 +106,6 @@ func cmdFingerprint(_ context.Context, args []string) error {
 	return nil
 }
 
-func caClient(cfg *ca.Config) (*client.Client, error) {
-	b, err := os.ReadFile(cfg.Path(cfg.RootCert))
-	if err != nil {
-		return nil, err
-	}
-	pool := x509Pool(b)
-	return client.New(cfg.URL, pool)
-}
-
 func cmdRevoke(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pki revoke", flag.ContinueOnError)
 	cli.Describe(fs, "pki revoke SERIAL [--config FILE] [flags]",
@@ -136,16 +119,15 @@ func cmdRevoke(ctx context.Context, args []string) error {
 	if len(pos) != 1 {
 		return errors.New("usage: pki revoke SERIAL (decimal, or hex with 0x)")
 	}
-	sn, ok := new(big.Int).SetString(pos[0], 0)
-	if !ok || sn.Sign() <= 0 {
-		return fmt.Errorf("serial %q: want a decimal number or hex with 0x", pos[0])
+	serial, err := ca.ParseSerial(pos[0])
+	if err != nil {
+		return err
 	}
-	serial := sn.String()
 	cfg, prov, err := loadCA(*cfgPath)
 	if err != nil {
 		return err
 	}
-	c, err := caClient(cfg)
+	c, err := cfg.Client()
 	if err != nil {
 		return err
 	}
@@ -162,64 +144,4 @@ func cmdRevoke(ctx context.Context, args []string) error {
 		fmt.Printf("revoked %s: it can no longer be renewed (crl.enabled is false: peers accept it until it expires)\n", pos[0])
 	}
 	return nil
-}
-
-func cmdSSHSign(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("pki ssh-sign", flag.ContinueOnError)
-	cli.Describe(fs, "pki ssh-sign (--user PRINCIPAL | --host NAME...) --key PUBKEY [--ttl D] [--config FILE]",
-		"Sign an SSH user or host public key with the CA's SSH keys.")
-	cfgPath := fs.String("config", defaultConfig(), "pki.yaml")
-	user := fs.String("user", "", "sign a user certificate for this principal")
-	var hosts listFlag
-	fs.Var(&hosts, "host", "sign a host certificate for this name (repeatable)")
-	keyPath := fs.String("key", "", "public key file (id_ed25519.pub, ssh_host_ed25519_key.pub)")
-	ttl := fs.Duration("ttl", 0, "certificate lifetime (default: the CA's, 16h user / 30d host)")
-	out := fs.String("out", "", "write the certificate here (default: KEY with .pub replaced by -cert.pub)")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if (*user == "") == (len(hosts) == 0) || *keyPath == "" {
-		return errors.New("usage: pki ssh-sign (--user PRINCIPAL | --host NAME...) --key PUBKEY [--ttl D]")
-	}
-	raw, err := os.ReadFile(*keyPath)
-	if err != nil {
-		return err
-	}
-	pub, _, _, _, err := ssh.ParseAuthorizedKey(raw)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *keyPath, err)
-	}
-	cfg, prov, err := loadCA(*cfgPath)
-	if err != nil {
-		return err
-	}
-	c, err := caClient(cfg)
-	if err != nil {
-		return err
-	}
-	var cert *ssh.Certificate
-	if *user != "" {
-		cert, err = c.SignSSHUser(ctx, prov, pub, *user, *ttl)
-	} else {
-		cert, err = c.SignSSHHost(ctx, prov, pub, hosts, *ttl)
-	}
-	if err != nil {
-		return err
-	}
-	dst := *out
-	if dst == "" {
-		dst = trimSuffix(*keyPath, ".pub") + "-cert.pub"
-	}
-	if err := atomicfile.WriteFile(dst, ssh.MarshalAuthorizedKey(cert), atomicfile.Options{Mode: 0o644, UID: -1, GID: -1}); err != nil {
-		return err
-	}
-	fmt.Printf("%s: serial %d, principals %v, valid until %s\n", dst, cert.Serial, cert.ValidPrincipals, time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339))
-	return nil
-}
-
-func trimSuffix(s, suf string) string {
-	if len(s) >= len(suf) && s[len(s)-len(suf):] == suf {
-		return s[:len(s)-len(suf)]
-	}
-	return s
 }

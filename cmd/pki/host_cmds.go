@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,20 +17,6 @@ import (
 	"github.com/rampart-sec/rampart/pkg/metrics"
 	"github.com/rampart-sec/rampart/pki/client"
 )
-
-func x509Pool(pemData []byte) *x509.CertPool {
-	pool := x509.NewCertPool()
-	for {
-		var b *pem.Block
-		b, pemData = pem.Decode(pemData)
-		if b == nil {
-			return pool
-		}
-		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
-			pool.AddCert(c)
-		}
-	}
-}
 
 func fileFlags(fs *flag.FlagSet) func() (client.FileOptions, error) {
 	owner := fs.String("owner", "", "user owning the written files (default: current)")

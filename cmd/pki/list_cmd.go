@@ -41,7 +41,7 @@ func cmdList(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := caClient(cfg)
+	c, err := cfg.Client()
 	if err != nil {
 		return err
 	}

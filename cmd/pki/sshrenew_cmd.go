@@ -47,7 +47,7 @@ func renewSSHHost(ctx context.Context, f sshHostFlags) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.New(caURL, x509Pool(b))
+	c, err := client.New(caURL, client.CertPool(b))
 	if err != nil {
 		return err
 	}
