@@ -5,9 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"strings"
 
@@ -51,7 +49,7 @@ flags:
 	}
 	policy := firewall.Policy{AllowBroad: *allowBroad}
 	for _, a := range allows {
-		p, err := parsePrefix(a)
+		p, err := apply.ParsePrefix(a)
 		if err != nil {
 			return usageError(fmt.Errorf("--allow %q: %w", a, err))
 		}
@@ -66,35 +64,12 @@ flags:
 		Policy: policy,
 		List:   listfile.Options{AllowBroad: *allowBroad},
 	})
-	printRejected(os.Stderr, sum.Rejected, sum.RejectedCount)
+	sum.WriteRejected(os.Stderr, maxRejectedShown)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("%s: %s\n", bf.name, sum)
 	return nil
-}
-
-func printRejected(w io.Writer, rs []listfile.LineError, total int) {
-	for i, r := range rs {
-		if i == maxRejectedShown {
-			break
-		}
-		fmt.Fprintf(w, "%s:%d: %s: %q\n", r.File, r.Line, r.Reason, r.Text)
-	}
-	if shown := min(len(rs), maxRejectedShown); total > shown {
-		fmt.Fprintf(w, "... and %d more rejected lines\n", total-shown)
-	}
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		return netip.ParsePrefix(s)
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // backendFlagSet holds the flags shared by apply and flush.

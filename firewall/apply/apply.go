@@ -60,6 +60,33 @@ func (s Summary) String() string {
 		s.Stats.Addresses, s.Stats.Prefixes, s.Stats.Allowlisted, s.Stats.Refused, s.RejectedCount, s.Elapsed.Round(time.Millisecond))
 }
 
+// WriteRejected prints the first max rejected lines as FILE:LINE: reason:
+// "text", then how many more were rejected in all.
+func (s Summary) WriteRejected(w io.Writer, max int) {
+	for i, r := range s.Rejected {
+		if i == max {
+			break
+		}
+		fmt.Fprintf(w, "%s:%d: %s: %q\n", r.File, r.Line, r.Reason, r.Text)
+	}
+	if shown := min(len(s.Rejected), max); s.RejectedCount > shown {
+		fmt.Fprintf(w, "... and %d more rejected lines\n", s.RejectedCount-shown)
+	}
+}
+
+// ParsePrefix reads a prefix ("192.0.2.0/24") or a bare address, which
+// stands for itself (a /32 or /128), as --allow takes them.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
 // Run reads cfg.Files, builds the set and replaces what b enforces. A
 // rejected line is reported in the Summary and skipped; a file that cannot
 // be read stops Run before the firewall is touched, so a missing list
