@@ -50,6 +50,7 @@ type fleet struct {
 	bins    string
 	door    string // the bastion's address as the controller sees it
 	askLog  string // one line per TOTP prompt answered
+	secret  string // the TOTP secret, once enrolled
 }
 
 type fleetHost struct {
@@ -308,6 +309,13 @@ func (f *fleet) ansible(playbook string, args ...string) string {
 	if err != nil {
 		f.t.Fatalf("ansible-playbook %s: %v\n%s", playbook, err, tail(out.String(), 12000))
 	}
+	// no_log wherever a token or a TOTP secret passes.
+	if m := secretRE.FindString(out.String()); m != "" {
+		f.t.Errorf("ansible-playbook %s printed a secret: %q", playbook, m)
+	}
+	if f.secret != "" && strings.Contains(out.String(), f.secret) {
+		f.t.Errorf("ansible-playbook %s printed the TOTP secret", playbook)
+	}
 	return out.String()
 }
 
@@ -317,6 +325,9 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// secretRE matches an otpauth URI or a JWT (pki tokens are JWTs).
+var secretRE = regexp.MustCompile(`otpauth://|eyJ[A-Za-z0-9_-]{10,}\.eyJ`)
 
 var recapRE = regexp.MustCompile(`(?m)^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)`)
 
@@ -405,6 +416,7 @@ func (f *fleet) openMaster() {
 		f.t.Fatal(err)
 	}
 	secret := u.Query().Get("secret")
+	f.secret = secret
 	askpass := filepath.Join(filepath.Dir(f.dir), "askpass")
 	os.WriteFile(askpass, []byte(fmt.Sprintf("#!/bin/sh\necho \"$*\" >> %s\nexec oathtool --totp -b %s\n", f.askLog, secret)), 0o700)
 	logf := filepath.Join(filepath.Dir(f.dir), "ssh-master.log")
