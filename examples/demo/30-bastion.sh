@@ -5,8 +5,9 @@
 # printed below: compute codes with `oathtool --totp -b SECRET` or scan
 # the otpauth URI into a phone app. The target is a throwaway sshd when
 # running as root (sshd needs it), in jump and record mode: it trusts the
-# bastion's user CA, and the bastion pins its host key. Without root the
-# jump target is the bastion itself and there is no recorded target.
+# bastion's user CA, and the bastion pins its host key. Without root there
+# is no target sshd: the bastion never jumps to itself, so only the login,
+# the menu and the audit can be tried.
 # The ssh_config shares one authenticated connection (ControlMaster), so
 # the TOTP code is asked once for every command below.
 # Brute-force sources are reported to the demo blocklistd when the
@@ -114,7 +115,11 @@ start bastion bastion serve --config "$ba_dir/bastion.yaml"
 wait_port "$BASTION_ADDR"
 wait_port "$BASTION_METRICS"
 echo "demo: bastion user 'demo', TOTP secret $ba_secret ($(grep -o 'otpauth://[^ ]*' "$ba_dir/enrol.txt" | head -1))"
-next "ssh -F $ba_dir/ssh_config $ba_target_name hostname     # key, then the TOTP code: oathtool --totp -b $ba_secret"
+if [ "$ba_target_name" != self ]; then
+	next "ssh -F $ba_dir/ssh_config $ba_target_name hostname     # key, then the TOTP code: oathtool --totp -b $ba_secret"
+else
+	next "# no jump target without root (the bastion refuses to jump to itself); the TOTP code: oathtool --totp -b $ba_secret"
+fi
 next "# ssh -F $ba_dir/ssh_config -t rampart-bastion      (interactive: the menu of targets)"
 if [ -n "$ba_recording" ]; then
 	next "ssh -F $ba_dir/ssh_config rampart-bastion $ba_target_name 'uname -a; ls /'     # a recorded session (exec)"
