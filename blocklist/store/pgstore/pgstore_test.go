@@ -31,28 +31,26 @@ func TestSuite(t *testing.T) {
 		}
 		admin.Close(ctx)
 		dsn := pg.DSN[:len(pg.DSN)-len("/postgres?sslmode=disable")] + "/" + name + "?sslmode=disable"
-		s, err := pgstore.Open(ctx, dsn, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		return open(t, ctx, dsn)
 	})
+}
+
+// open opens a store on dsn that is closed when t ends.
+func open(t *testing.T, ctx context.Context, dsn string) *pgstore.Store {
+	t.Helper()
+	s, err := pgstore.Open(ctx, dsn, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func TestNotifyReachesOtherReplica(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	ctx := context.Background()
-	a, err := pgstore.Open(ctx, pg.DSN, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := pgstore.Open(ctx, pg.DSN, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a := open(t, ctx, pg.DSN)
+	b := open(t, ctx, pg.DSN)
 	// Drain the signal each store sends itself when it starts listening.
 	drain := func(c <-chan struct{}) {
 		select {
@@ -61,7 +59,7 @@ func TestNotifyReachesOtherReplica(t *testing.T) {
 		}
 	}
 	drain(b.Notify())
-	_, err = a.Apply(ctx, []store.Mutation{{Op: store.PutAllow, Allow: &store.Allow{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Created: time.Now()}}})
+	_, err := a.Apply(ctx, []store.Mutation{{Op: store.PutAllow, Allow: &store.Allow{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Created: time.Now()}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,16 +80,8 @@ func TestNotifyReachesOtherReplica(t *testing.T) {
 func TestHugeChangeMakesOthersReload(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	ctx := context.Background()
-	a, err := pgstore.Open(ctx, pg.DSN, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := pgstore.Open(ctx, pg.DSN, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a := open(t, ctx, pg.DSN)
+	b := open(t, ctx, pg.DSN)
 	small := []store.Mutation{{Op: store.PutAllow, Allow: &store.Allow{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Created: time.Now()}}}
 	if _, err := a.Apply(ctx, small); err != nil {
 		t.Fatal(err)
