@@ -40,21 +40,7 @@ func TestChannelCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var open []gossh.Channel
-	refused := 0
-	for range 1000 {
-		ch, reqs, err := c.OpenChannel("session", nil)
-		var oce *gossh.OpenChannelError
-		switch {
-		case err == nil:
-			go gossh.DiscardRequests(reqs)
-			open = append(open, ch)
-		case errors.As(err, &oce) && oce.Reason == gossh.ResourceShortage:
-			refused++
-		default:
-			t.Fatalf("open channel: %v", err)
-		}
-	}
+	open, refused := openChannels(t, c, 1000, "session", nil)
 	if len(open) != 10 || refused != 990 {
 		t.Fatalf("%d sessions opened, %d refused; want 10 and 990", len(open), refused)
 	}
@@ -88,30 +74,40 @@ func TestChannelCap(t *testing.T) {
 		}
 	}()
 	port := uint32(ln.Addr().(*net.TCPAddr).Port)
-	jumps, refused := 0, 0
-	for range 300 {
-		ch, reqs, err := c.OpenChannel("direct-tcpip", gossh.Marshal(struct {
-			Host     string
-			Port     uint32
-			OrigHost string
-			OrigPort uint32
-		}{"127.0.0.1", port, "127.0.0.1", 1}))
+	jumps, refused := openChannels(t, c, 300, "direct-tcpip", gossh.Marshal(struct {
+		Host     string
+		Port     uint32
+		OrigHost string
+		OrigPort uint32
+	}{"127.0.0.1", port, "127.0.0.1", 1}))
+	for _, ch := range jumps {
+		defer ch.Close()
+	}
+	if len(jumps) != 256-10 || refused != 300-246 {
+		t.Errorf("%d jumps opened, %d refused; want 246 (max_channels 256 less 10 sessions) and 54", len(jumps), refused)
+	}
+	auditLinesBounded(t, w)
+}
+
+// openChannels opens n channels of type typ with payload on c, and returns
+// those opened (left open) and how many were refused with "resource
+// shortage". Any other error fails t.
+func openChannels(t *testing.T, c *gossh.Client, n int, typ string, payload []byte) (open []gossh.Channel, refused int) {
+	t.Helper()
+	for range n {
+		ch, reqs, err := c.OpenChannel(typ, payload)
 		var oce *gossh.OpenChannelError
 		switch {
 		case err == nil:
 			go gossh.DiscardRequests(reqs)
-			defer ch.Close()
-			jumps++
+			open = append(open, ch)
 		case errors.As(err, &oce) && oce.Reason == gossh.ResourceShortage:
 			refused++
 		default:
-			t.Fatalf("open direct-tcpip: %v", err)
+			t.Fatalf("open %s channel: %v", typ, err)
 		}
 	}
-	if jumps != 256-10 || refused != 300-246 {
-		t.Errorf("%d jumps opened, %d refused; want 246 (max_channels 256 less 10 sessions) and 54", jumps, refused)
-	}
-	auditLinesBounded(t, w)
+	return open, refused
 }
 
 // TestLongUserName: a 200,000-byte user name is refused before it is
