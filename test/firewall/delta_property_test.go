@@ -12,9 +12,7 @@ package firewall_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -219,59 +217,5 @@ func nftJSONSet(h *testenv.Host, table string) (*netipx.IPSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	var doc struct {
-		Nftables []struct {
-			Set *struct {
-				Name string            `json:"name"`
-				Elem []json.RawMessage `json:"elem"`
-			} `json:"set"`
-		} `json:"nftables"`
-	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		return nil, fmt.Errorf("nft -j: %w", err)
-	}
-	var b netipx.IPSetBuilder
-	for _, o := range doc.Nftables {
-		if o.Set == nil {
-			continue
-		}
-		for _, e := range o.Set.Elem {
-			var s string
-			if json.Unmarshal(e, &s) == nil {
-				a, err := netip.ParseAddr(s)
-				if err != nil {
-					return nil, fmt.Errorf("nft -j: set %s: %w", o.Set.Name, err)
-				}
-				b.Add(a)
-				continue
-			}
-			var el struct {
-				Prefix *struct {
-					Addr string `json:"addr"`
-					Len  int    `json:"len"`
-				} `json:"prefix"`
-				Range []string `json:"range"`
-			}
-			if err := json.Unmarshal(e, &el); err != nil {
-				return nil, fmt.Errorf("nft -j: set %s: element %s: %w", o.Set.Name, e, err)
-			}
-			switch {
-			case el.Prefix != nil:
-				p, err := netip.ParsePrefix(fmt.Sprintf("%s/%d", el.Prefix.Addr, el.Prefix.Len))
-				if err != nil {
-					return nil, err
-				}
-				b.AddPrefix(p)
-			case len(el.Range) == 2:
-				r, err := netipx.ParseIPRange(el.Range[0] + "-" + el.Range[1])
-				if err != nil {
-					return nil, err
-				}
-				b.AddRange(r)
-			default:
-				return nil, fmt.Errorf("nft -j: set %s: element %s: unknown form", o.Set.Name, e)
-			}
-		}
-	}
-	return b.IPSet()
+	return firewalltest.NftSets([]byte(out))
 }
