@@ -558,9 +558,11 @@ func problemType(err error) string {
 }
 
 // replacesRefused reports whether the CA refused an order because of its
-// "replaces" field: alreadyReplaced, a 409, or a malformed request (what
+// "replaces" field: alreadyReplaced, a 409, a malformed request (what
 // Pebble and Boulder answer for a certificate they do not know: "parsing
-// ARI CertID failed").
+// ARI CertID failed"), or any answer saying it cannot find the certificate
+// (Pebble v2.10.1 answers serverInternal "could not find an order for the
+// given certificate" when the serial's DER form has a leading zero byte).
 func replacesRefused(err error) bool {
 	var pd *legoacme.ProblemDetails
 	if !errors.As(err, &pd) {
@@ -571,7 +573,8 @@ func replacesRefused(err error) bool {
 	}
 	d := strings.ToLower(pd.Detail)
 	return pd.Type == legoacme.AlreadyReplacedErr || pd.HTTPStatus == http.StatusConflict ||
-		pd.Type == malformed || strings.Contains(d, "ari certid") || strings.Contains(d, "replaces")
+		pd.Type == malformed || strings.Contains(d, "ari certid") || strings.Contains(d, "replaces") ||
+		strings.Contains(d, "could not find an order for the given certificate")
 }
 
 // replaces is the ARI identifier of the certificate being replaced. It is

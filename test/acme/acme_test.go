@@ -57,6 +57,21 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	return r.base.RoundTrip(req)
 }
 
+func (r *recorder) allOrders() []map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]map[string]any(nil), r.orders...)
+}
+
+// pebbleCannotFind reports whether Pebble v2.10.1 fails to find leaf by its
+// ARI CertID: it stores hex(serial.Bytes()), while the CertID carries the
+// serial's DER bytes, which start with a zero byte when the top bit of the
+// first minimal byte is set.
+func pebbleCannotFind(leaf *x509.Certificate) bool {
+	b := leaf.SerialNumber.Bytes()
+	return len(b) > 0 && b[0]&0x80 != 0
+}
+
 func (r *recorder) lastOrder() map[string]any {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -252,12 +267,25 @@ func TestRenewAgainstPebble(t *testing.T) {
 	later := now.Add(7 * time.Hour) // past Pebble's 6h Retry-After
 	sum = h.run(cfg, later)
 	r := result(t, sum, "web")
-	if r.Action != acme.Renewed || !r.Replaced {
-		t.Fatalf("web after set-renewal-info: %+v", r)
-	}
 	wantID, _ := certificate.MakeARICertID(leaves["web"])
-	if got := h.rec.lastOrder()["replaces"]; got != wantID {
-		t.Fatalf("new-order replaces = %v, want %s", got, wantID)
+	if pebbleCannotFind(leaves["web"]) {
+		// Pebble v2.10.1 indexes certificates by the serial's minimal bytes,
+		// RFC 9773 (and lego) by its DER bytes: when those have a leading
+		// zero (about 1 serial in 256) Pebble cannot find the certificate
+		// named in "replaces", and acme-renew must order again without it.
+		t.Logf("Pebble cannot find serial %x by its ARI CertID; checking the retry without replaces", leaves["web"].SerialNumber)
+		orders := h.rec.allOrders()
+		if r.Action != acme.Renewed || r.Replaced || len(orders) < 2 ||
+			orders[len(orders)-2]["replaces"] != wantID || orders[len(orders)-1]["replaces"] != nil {
+			t.Fatalf("web after set-renewal-info: %+v; orders %v", r, orders)
+		}
+	} else {
+		if r.Action != acme.Renewed || !r.Replaced {
+			t.Fatalf("web after set-renewal-info: %+v", r)
+		}
+		if got := h.rec.lastOrder()["replaces"]; got != wantID {
+			t.Fatalf("new-order replaces = %v, want %s", got, wantID)
+		}
 	}
 	newWeb := checkPair(t, filepath.Join(h.dir, "links", "web.key"), filepath.Join(h.dir, "links", "web.crt"), roots, certs[0].domains)
 	if newWeb.SerialNumber.Cmp(leaves["web"].SerialNumber) == 0 {
